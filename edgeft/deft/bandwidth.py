@@ -1,0 +1,61 @@
+r"""Bandwidth allocation for a fixed block allocation.
+
+For assigned pairs with computation latencies ``t_k``, spectral efficiencies ``s_k`` and payload
+D, the least round latency reachable with a budget B solves
+
+.. math::  \sum_k \frac{D}{s_k (T - t_k)} = B, \qquad b_k = \frac{D}{s_k (T - t_k)},
+
+which aligns every device's latency at T (the left side falls strictly in T > max t_k).
+:func:`lemma1_bandwidth` is the paper's closed form for the partial Lagrangian instead
+(Lemma 1, eq. 17): ``b_n = sqrt(lambda_n D / (mu s_n))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import brentq
+
+
+def aligned_bandwidth(compute_s, spectral_eff, payload_bits: float, budget_hz: float):
+    """Least latency T and the bandwidths ``b_k`` that reach it for a fixed assignment."""
+    t = np.asarray(compute_s, dtype=float)
+    s = np.asarray(spectral_eff, dtype=float)
+    if np.any(s <= 0) or not np.all(np.isfinite(t)):
+        return np.inf, np.full(t.shape, np.nan)
+    t_max = float(t.max())
+    need = payload_bits / s  # bandwidth-seconds each upload needs
+
+    def excess(x):  # x = T - t_max > 0
+        return float(np.sum(need / (t_max - t + x))) - budget_hz
+
+    hi = float(need.sum()) / budget_hz  # at x = hi every term is <= need_k / hi, sum <= B
+    lo = hi
+    while excess(lo) <= 0 and lo > 0:  # shrink towards the pole to bracket the root
+        lo *= 0.5
+        if lo < 1e-300:
+            break
+    if excess(hi) > 0 or excess(lo) <= 0:
+        x = hi  # numerically flat: hi is feasible, use it
+    else:
+        x = brentq(excess, lo, hi, xtol=1e-15 * max(hi, 1e-300), rtol=4 * np.finfo(float).eps)
+        x = _feasible_side(excess, x)
+    slack = t_max - t + x
+    band = need / slack
+    band *= min(1.0, budget_hz / band.sum())  # never exceed the budget through rounding
+    return t_max + x, band
+
+
+def _feasible_side(excess, x: float) -> float:
+    """Nudge the root up until the budget holds in floating point."""
+    for _ in range(64):
+        if excess(x) <= 0:
+            return x
+        x = np.nextafter(x, np.inf) if x > 0 else x + 1e-300
+        x *= 1 + 1e-15
+    return x
+
+
+def lemma1_bandwidth(lagrange_latency, spectral_eff, payload_bits: float, mu: float):
+    """Lemma 1 (eq. 17): ``b_n = sqrt(lambda_n D / (mu s_n))`` for each involved device."""
+    lam = np.asarray(lagrange_latency, dtype=float)
+    return np.sqrt(lam * payload_bits / (mu * np.asarray(spectral_eff, dtype=float)))

@@ -1,0 +1,126 @@
+r"""CRUNCH: exact min-max block allocation with equal bandwidth (paper §IV-B/C, Prop. 1, Alg. 2).
+
+Problem. Given an (N, K) latency matrix ``L`` (device n, block depth d; ``inf`` where the block
+does not fit the device's memory) whose rows do not decrease with depth (property (10)), find
+
+.. math::  T^* = \min_{x} \max_{(n, d): x_{nd} = 1} L_{nd}
+
+over assignments x of every block to a distinct device.
+
+Why it is easy. Under a threshold T the blocks device n may take form a prefix ``1..k_n(T)`` of
+the depths (eq. 11), so the devices able to take depth d are nested:
+``Q_K ⊆ ... ⊆ Q_1``. Hall's condition then reduces to Proposition 1: T is feasible iff
+``|Q_d(T)| >= K - d + 1`` for every d, i.e. iff at least ``K - d + 1`` entries of column d
+are ``<= T``. CRUNCH (Algorithm 2) finds the least such T by cutting the largest element,
+recounting and checking, one element at a time; the point where it stops has the closed form
+
+.. math::  T^* = \max_{d} \; \text{the } (K - d + 1)\text{-th smallest entry of column } d,
+
+which :func:`crunch` evaluates with one partial sort per column: O(N K) time. An assignment is
+then built deepest block first, each block taking its fastest unused device within T*; nesting
+makes every such greedy choice extendable. :func:`crunch_by_cutting` is Algorithm 2 as printed
+(O(NK log NK)), kept as a reference for tests.
+
+Example
+-------
+>>> import numpy as np
+>>> L = np.array([[1.0, 5.0], [2.0, 3.0], [4.0, np.inf]])
+>>> t, dev = crunch(L)
+>>> float(t), dev.tolist()
+(3.0, [0, 1])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check(latency) -> np.ndarray:
+    L = np.asarray(latency, dtype=float)
+    if L.ndim != 2:
+        raise ValueError(f"expected an (N, K) latency matrix, got a {L.shape} array")
+    if L.shape[0] < L.shape[1]:
+        raise ValueError(f"expected at least as many devices as blocks, got shape {L.shape}")
+    return L
+
+
+def column_candidates(latency_kn: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` smallest entries of each row of a (K, N) matrix, sorted: (values, columns)."""
+    k, n = latency_kn.shape
+    if m < n:
+        idx = np.argpartition(latency_kn, m - 1, axis=1)[:, :m]
+        vals = np.take_along_axis(latency_kn, idx, axis=1)
+    else:
+        idx = np.broadcast_to(np.arange(n), (k, n))
+        vals = latency_kn
+    order = np.argsort(vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def crunch(latency) -> tuple[float, np.ndarray]:
+    """Optimal min-max latency and an assignment (device index per block, depth order).
+
+    ``latency`` is (N, K) with nondecreasing rows and ``inf`` for forbidden pairs. Returns
+    ``(inf, [])`` (an empty array) when no assignment exists.
+    """
+    L = _check(latency)
+    return crunch_kn(np.ascontiguousarray(L.T))
+
+
+def crunch_kn(latency_kn: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`crunch` on the transposed (K, N) matrix, the layout the hot path builds directly."""
+    k = latency_kn.shape[0]
+    vals, idx = column_candidates(latency_kn, k)
+    need = k - np.arange(k) - 1  # column d (0-based) needs K - d smallest entries
+    t_star = float(np.max(vals[np.arange(k), need]))
+    if not np.isfinite(t_star):
+        return np.inf, np.empty(0, dtype=int)
+    return t_star, _assign_deepest_first(vals, idx, t_star)
+
+
+def _assign_deepest_first(vals: np.ndarray, idx: np.ndarray, t_star: float) -> np.ndarray:
+    """Deepest block first, each takes its fastest unused device with latency <= T*."""
+    k = vals.shape[0]
+    device = np.empty(k, dtype=int)
+    used: set[int] = set()
+    for d in range(k - 1, -1, -1):
+        for v, n in zip(vals[d], idx[d], strict=True):
+            if v > t_star:
+                raise AssertionError("CRUNCH invariant broken: no device within T*")  # unreachable
+            if n not in used:
+                used.add(int(n))
+                device[d] = n
+                break
+    return device
+
+
+def proposition1_feasible(counts, num_blocks: int) -> bool:
+    """Proposition 1 (eq. 12): the i-th largest prefix count is at least ``K - i + 1``."""
+    c = np.sort(np.asarray(counts))[::-1][:num_blocks]
+    return c.size == num_blocks and bool(np.all(c >= np.arange(num_blocks, 0, -1)))
+
+
+def crunch_by_cutting(latency) -> tuple[float, np.ndarray]:
+    """Algorithm 2 as printed: cut the largest element, recount (eq. 11), check (Prop. 1).
+
+    Reference implementation for tests; :func:`crunch` gives the same T* in O(N K).
+    """
+    L = _check(latency)
+    n, k = L.shape
+    counts = np.isfinite(L).sum(axis=1)  # prefix lengths: rows are nondecreasing
+    if not proposition1_feasible(counts, k):
+        return np.inf, np.empty(0, dtype=int)
+    rows, cols = np.nonzero(np.isfinite(L))
+    order = np.lexsort((-cols, -L[rows, cols]))  # descending value; a row's last element first
+    t_star = np.inf
+    feasible_counts = counts.copy()
+    for r, c in zip(rows[order], cols[order], strict=True):
+        t_star = L[r, c]
+        counts[r] = c  # cut element (r, c): row r keeps depths 1..c
+        if not proposition1_feasible(counts, k):
+            break
+        feasible_counts = counts.copy()
+    allowed = np.arange(k)[None, :] < feasible_counts[:, None]
+    masked = np.where(allowed, L, np.inf)
+    vals, idx = column_candidates(np.ascontiguousarray(masked.T), k)
+    return float(t_star), _assign_deepest_first(vals, idx, float(t_star))

@@ -1,0 +1,104 @@
+r"""JBBA: joint bandwidth-and-block allocation by dual ascent (paper §V-B..D, Algorithm 3).
+
+With device involvement ``y_n`` (``sum y_n = K``), block indicators ``x_nd``, latency duals
+``lambda_n >= 0``, bandwidth dual ``mu >= 0`` and coupling duals ``nu_n`` for
+``sum_d x_nd = y_n``, the Lagrangian (eqs. 14-15) splits into
+
+- a term in T with coefficient ``1 - sum lambda_n`` (which must vanish: we keep
+  ``sum lambda_n = 1``);
+- a block allocation ``min sum_nd (lambda_n t_cmp(n,d) + nu_n) x_nd`` over perfect matchings,
+  solved as the paper says (§V-C): CRUNCH on the weight matrix gives the bottleneck-feasible
+  pairs, the Hungarian method (``scipy.optimize.linear_sum_assignment``) the min-weight perfect
+  matching among them;
+- a device part solved in closed form (Lemma 1, eq. 17): ``b_n = sqrt(lambda_n D/(mu s_n))``
+  and ``y_n = 1`` for the K devices of least ``2 sqrt(lambda_n mu D / s_n) - nu_n``.
+
+Dual updates (eq. 16) are subgradient steps: lambda by an exponentiated (mirror) step on the
+simplex, ``lambda_n ∝ lambda_n exp(a (T_n - T) / T)``; ``mu`` multiplicatively on the relative
+budget excess; ``nu_n += a T/K (sum_d x_nd - y_n)``; with ``a = a0 / sqrt(i)``. Each
+iteration's block allocation with Lemma-1 bandwidth rescaled to the budget is a feasible point;
+the best one seen is returned, starting from the BA (CRUNCH, equal bandwidth) allocation.
+Dual ascent on this mixed-integer problem carries no optimality guarantee; compare it with
+:mod:`edgeft.deft.optimal` for the gap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from edgeft.deft.bandwidth import lemma1_bandwidth
+from edgeft.deft.crunch import column_candidates, crunch_kn
+from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
+
+ITERATIONS = 100
+STEP0 = 1.0
+
+
+def _crunched_matching(weight_kn: np.ndarray) -> np.ndarray | None:
+    """Min-weight perfect matching on the CRUNCH-pruned pairs (§V-C); device per block."""
+    k = weight_kn.shape[0]
+    t_w, _ = crunch_kn(weight_kn)
+    if not np.isfinite(t_w):
+        return None
+    _, cand = column_candidates(np.where(weight_kn <= t_w, weight_kn, np.inf), k)
+    cols = np.unique(cand)
+    sub = weight_kn[:, cols]
+    allowed = sub <= t_w
+    big = np.abs(np.where(allowed, sub, 0.0)).max() * (k + 1) + 1.0
+    rows, picked = linear_sum_assignment(np.where(allowed, sub, big))
+    device = np.empty(k, dtype=int)
+    device[rows] = cols[picked]
+    return device
+
+
+def _feasible_point(problem: DeftProblem, device, lam) -> Allocation:
+    """Lemma-1 bandwidth for the assigned devices, rescaled to use the whole budget."""
+    s = problem.spectral_eff[device]
+    band = lemma1_bandwidth(lam[device], s, problem.payload_bits, 1.0)
+    band *= problem.bandwidth_hz / band.sum()
+    return Allocation(device=np.asarray(device, dtype=int), bandwidth_hz=band)
+
+
+def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: float = STEP0,
+                    start: np.ndarray | None = None):
+    """Dual-ascent JBBA; returns the best feasible ``Allocation`` seen, or ``None`` if none."""
+    k = problem.num_blocks
+    d_bits, budget = problem.payload_bits, problem.bandwidth_hz
+    t_kn = np.ascontiguousarray(np.where(problem.fits(), problem.compute_s(), np.inf).T)
+    s = problem.spectral_eff
+    if start is None:
+        t_ba, start = crunch_kn(np.ascontiguousarray(problem.equal_band_latency_s().T))
+        if not np.isfinite(t_ba):
+            return None
+    best = equal_bandwidth(problem, start)
+    best_t = best.round_latency_s(problem)
+
+    device = np.asarray(start)
+    lam_dev = np.full(k, 1.0 / k)  # latency duals of the involved devices, sum 1
+    for i in range(1, iterations + 1):
+        # Bandwidth (Lemma 1) for the involved devices; mu makes the budget bind (C4.2).
+        band = lemma1_bandwidth(lam_dev, s[device], d_bits, 1.0)
+        mu = (band.sum() / budget) ** 2
+        alloc = Allocation(device=device.copy(), bandwidth_hz=band * budget / band.sum())
+        cmp, up = alloc.latencies_s(problem)
+        t_dev = cmp + up
+        t_round = float(t_dev.max())
+        if t_round < best_t:
+            best, best_t = alloc, t_round
+        # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1.
+        a = step0 / np.sqrt(i)
+        lam_dev = lam_dev * np.exp(np.clip(a * (t_dev - t_round) / t_round * k, -30.0, 30.0))
+        lam_dev /= lam_dev.sum()
+        # Block allocation (§V-C) with the coupling duals at their optimum: pair (n, d) costs
+        # lambda_n t_cmp(n, d) + 2 sqrt(lambda_n mu D / s_n), the device part of Lemma 1's proof
+        # (eq. 18); a device not yet involved is priced at the mean involved dual.
+        lam = np.full(problem.num_devices, lam_dev.mean())
+        lam[device] = lam_dev
+        weight = lam[None, :] * t_kn + 2.0 * np.sqrt(lam * mu * d_bits / s)[None, :]
+        found = _crunched_matching(weight)
+        if found is None:
+            break
+        lam_dev = lam[found] / lam[found].sum()
+        device = found
+    return best

@@ -1,0 +1,213 @@
+"""Scenario files: load, validate, and generate random ones with the paper's flavour.
+
+A scenario is one round's snapshot of the system (JSON; extra keys are allowed and kept)::
+
+    {"bandwidth_hz": 1e8, "payload_bits": 786432, "noise_power_w": 1e-13,
+     "devices": [{"id": "dev0", "compute_factor": 0.7, "memory_bytes": 4e9,
+                  "tx_power_w": 0.2, "channel_gain": 3.1e-12}, ...],
+     "blocks":  [{"depth": 1, "memory_bytes": 1.1e9, "compute_s": 0.9}, ...]}
+
+``compute_s`` is the reference device's (compute_factor 1) latency for that block's work in one
+round; device n takes ``compute_s / compute_factor_n``. Block costs may not decrease with depth
+(paper property (10)); the exact schedulers rely on it.
+
+Paper-silent generator defaults (:class:`GeneratorConfig`) and why:
+
+- transmit SNR ``rho = p E[h] / N0`` before the extra path loss; the generator keeps
+  p = 0.2 W and N0 = 1e-13 W and scales the mean channel gain, so the mean received SNR is
+  ``snr_db - path_loss_db``. A 20 dB path loss makes the upload of one LoRA block at 10 dB over
+  B/K take tenths of a second, the same order as one block's computation.
+- compute factors ~ U(0.2, 1.0): phones from a fifth of the reference chip up to it.
+- available memory ~ U(0.4, 2.0) GB: with the default RoBERTa-base profile (0.38 GB at depth 1,
+  1.14 GB at depth 12) about half of the devices cannot hold the deepest blocks, so memory binds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeft.errors import ScenarioError
+from edgeft.system.channel import rayleigh_gains
+from edgeft.system.profile import BlockCostProfile, TransformerSpec, analytic_profile
+
+TOP_FIELDS = ("bandwidth_hz", "payload_bits", "noise_power_w")
+DEVICE_FIELDS = ("compute_factor", "memory_bytes", "tx_power_w", "channel_gain")
+BLOCK_FIELDS = ("memory_bytes", "compute_s")
+
+
+def _positive(value, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScenarioError(field, value, "a positive finite number")
+    if not math.isfinite(value) or value <= 0:
+        raise ScenarioError(field, value, "a positive finite number")
+    return float(value)
+
+
+def _object(value, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise ScenarioError(field, value if not isinstance(value, list) else "a list", "an object")
+    return value
+
+
+def _list(value, field: str) -> list:
+    if not isinstance(value, list) or not value:
+        shown = value if not isinstance(value, list) else "[]"
+        raise ScenarioError(field, shown, "a non-empty list")
+    return value
+
+
+def validate_scenario(scenario) -> dict:
+    """Check a scenario dict; return it unchanged, or raise ScenarioError naming field and value."""
+    scenario = _object(scenario, "scenario")
+    for name in (*TOP_FIELDS, "devices", "blocks"):
+        if name not in scenario:
+            raise ScenarioError.missing(name)
+    for name in TOP_FIELDS:
+        _positive(scenario[name], name)
+
+    devices = _list(scenario["devices"], "devices")
+    seen: dict[str, int] = {}
+    for i, dev in enumerate(devices):
+        dev = _object(dev, f"devices[{i}]")
+        if "id" not in dev:
+            raise ScenarioError.missing(f"devices[{i}].id", "a non-empty string")
+        if not isinstance(dev["id"], str) or not dev["id"]:
+            raise ScenarioError(f"devices[{i}].id", dev["id"], "a non-empty string")
+        if dev["id"] in seen:
+            raise ScenarioError(
+                f"devices[{i}].id", dev["id"], f"a unique id (devices[{seen[dev['id']]}] has it)"
+            )
+        seen[dev["id"]] = i
+        for name in DEVICE_FIELDS:
+            if name not in dev:
+                raise ScenarioError.missing(f"devices[{i}].{name}", "a positive finite number")
+            _positive(dev[name], f"devices[{i}].{name}")
+
+    blocks = _list(scenario["blocks"], "blocks")
+    depths: dict[int, int] = {}
+    for i, blk in enumerate(blocks):
+        blk = _object(blk, f"blocks[{i}]")
+        if "depth" not in blk:
+            raise ScenarioError.missing(f"blocks[{i}].depth", "an integer depth")
+        d = blk["depth"]
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise ScenarioError(f"blocks[{i}].depth", d, "an integer depth")
+        if d in depths:
+            raise ScenarioError(
+                f"blocks[{i}].depth", d, f"a unique depth (blocks[{depths[d]}] has it)"
+            )
+        depths[d] = i
+        for name in BLOCK_FIELDS:
+            if name not in blk:
+                raise ScenarioError.missing(f"blocks[{i}].{name}", "a positive finite number")
+            _positive(blk[name], f"blocks[{i}].{name}")
+    k = len(blocks)
+    for d, i in depths.items():
+        if not 1 <= d <= k:
+            raise ScenarioError(f"blocks[{i}].depth", d, f"depths 1..{k} (one per block)")
+    if len(devices) < k:
+        raise ScenarioError(
+            "devices", f"{len(devices)} devices", f"at least as many devices as blocks ({k})"
+        )
+    by_depth = [blocks[depths[d]] for d in range(1, k + 1)]
+    for name in BLOCK_FIELDS:
+        for d in range(1, k):
+            lo, hi = by_depth[d - 1][name], by_depth[d][name]
+            if hi < lo:
+                raise ScenarioError(
+                    f"blocks[{depths[d + 1]}].{name}",
+                    hi,
+                    f"a cost not below depth {d}'s {lo!r} (costs grow with depth, property (10))",
+                )
+    return scenario
+
+
+def load_scenario(source) -> dict:
+    """Read and validate a scenario from a path or a dict."""
+    if isinstance(source, dict):
+        return validate_scenario(source)
+    path = Path(source)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError("scenario", str(path), f"a readable file ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(
+            "scenario", str(path), f"valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
+    return validate_scenario(data)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Paper-silent defaults of the random scenario generator (see the module docstring)."""
+
+    bandwidth_hz: float = 100e6
+    noise_power_w: float = 1e-13
+    tx_power_w: float = 0.2
+    path_loss_db: float = 20.0
+    compute_factor_range: tuple[float, float] = (0.2, 1.0)
+    memory_range_bytes: tuple[float, float] = (0.4e9, 2.0e9)
+
+
+def mean_channel_gain(snr_db: float, cfg: GeneratorConfig) -> float:
+    """Mean channel power gain that gives transmit SNR ``snr_db`` before the path loss."""
+    return 10.0 ** (snr_db / 10.0) * cfg.noise_power_w / cfg.tx_power_w
+
+
+def generate_scenario(
+    num_devices: int = 20,
+    num_blocks: int = 12,
+    snr_db: float = 10.0,
+    seed: int = 0,
+    profile: BlockCostProfile | None = None,
+    config: GeneratorConfig | None = None,
+) -> dict:
+    """A random scenario: Rayleigh channels with path loss, uniform compute factors and memory.
+
+    Block costs come from ``profile`` (default: the analytic RoBERTa-base profile with its
+    layers nearest the output as the ``num_blocks`` blocks).
+    """
+    cfg = config or GeneratorConfig()
+    if num_devices < 1:
+        raise ScenarioError("devices", num_devices, "a positive number of devices")
+    if profile is None:
+        # RoBERTa-base has 12 layers; longer synthetic stacks keep its layer shape.
+        spec = TransformerSpec(num_layers=max(12, num_blocks))
+        profile = analytic_profile(spec, num_blocks=max(num_blocks, 1))
+    if profile.num_blocks != num_blocks:
+        raise ScenarioError("blocks", num_blocks, f"the profile's {profile.num_blocks} blocks")
+    rng = np.random.default_rng(seed)
+    cf = rng.uniform(*cfg.compute_factor_range, size=num_devices)
+    mem = rng.uniform(*cfg.memory_range_bytes, size=num_devices)
+    gain = rayleigh_gains(rng, num_devices, cfg.path_loss_db, mean_channel_gain(snr_db, cfg))
+    width = len(str(num_devices - 1))
+    return {
+        "bandwidth_hz": cfg.bandwidth_hz,
+        "payload_bits": float(profile.payload_bits),
+        "noise_power_w": cfg.noise_power_w,
+        "devices": [
+            {
+                "id": f"dev{i:0{width}d}",
+                "compute_factor": float(cf[i]),
+                "memory_bytes": float(mem[i]),
+                "tx_power_w": cfg.tx_power_w,
+                "channel_gain": float(gain[i]),
+            }
+            for i in range(num_devices)
+        ],
+        "blocks": profile.blocks(),
+        "generator": {
+            "seed": seed,
+            "snr_db": snr_db,
+            "path_loss_db": cfg.path_loss_db,
+            "profile": profile.source,
+        },
+    }
