@@ -67,6 +67,14 @@ def crunch(latency) -> tuple[float, np.ndarray]:
     return crunch_kn(np.ascontiguousarray(L.T))
 
 
+def crunch_threshold_kn(latency_kn: np.ndarray) -> float:
+    """T* alone (no assignment) from a (K, N) matrix: max over d of the (K-d+1)-th smallest."""
+    k, n = latency_kn.shape
+    vals = np.partition(latency_kn, k - 1, axis=1)[:, :k] if k < n else latency_kn
+    vals = np.sort(vals, axis=1)
+    return float(np.max(vals[np.arange(k), k - np.arange(k) - 1]))
+
+
 def crunch_kn(latency_kn: np.ndarray) -> tuple[float, np.ndarray]:
     """:func:`crunch` on the transposed (K, N) matrix, the layout the hot path builds directly."""
     k = latency_kn.shape[0]

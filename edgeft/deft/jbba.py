@@ -27,24 +27,29 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from edgeft.deft.ba import ba_crunch
 from edgeft.deft.bandwidth import lemma1_bandwidth
-from edgeft.deft.crunch import column_candidates, crunch_kn
+from edgeft.deft.crunch import crunch_threshold_kn
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
 
 ITERATIONS = 100
+PATIENCE = 15  # stop after this many iterations without a better feasible point
 STEP0 = 1.0
 
 
 def _crunched_matching(weight_kn: np.ndarray) -> np.ndarray | None:
     """Min-weight perfect matching on the CRUNCH-pruned pairs (§V-C); device per block."""
-    k = weight_kn.shape[0]
-    t_w, _ = crunch_kn(weight_kn)
+    k, n = weight_kn.shape
+    t_w = crunch_threshold_kn(weight_kn)
     if not np.isfinite(t_w):
         return None
-    _, cand = column_candidates(np.where(weight_kn <= t_w, weight_kn, np.inf), k)
-    cols = np.unique(cand)
-    sub = weight_kn[:, cols]
-    allowed = sub <= t_w
+    allowed = weight_kn <= t_w
+    if n > 4 * k:  # each block's K cheapest allowed devices suffice
+        ranked = np.argpartition(np.where(allowed, weight_kn, np.inf), k - 1, axis=1)
+        cols = np.unique(ranked[:, :k])
+        sub, allowed = weight_kn[:, cols], allowed[:, cols]
+    else:
+        cols, sub = np.arange(n), weight_kn
     big = np.abs(np.where(allowed, sub, 0.0)).max() * (k + 1) + 1.0
     rows, picked = linear_sum_assignment(np.where(allowed, sub, big))
     device = np.empty(k, dtype=int)
@@ -52,43 +57,40 @@ def _crunched_matching(weight_kn: np.ndarray) -> np.ndarray | None:
     return device
 
 
-def _feasible_point(problem: DeftProblem, device, lam) -> Allocation:
-    """Lemma-1 bandwidth for the assigned devices, rescaled to use the whole budget."""
-    s = problem.spectral_eff[device]
-    band = lemma1_bandwidth(lam[device], s, problem.payload_bits, 1.0)
-    band *= problem.bandwidth_hz / band.sum()
-    return Allocation(device=np.asarray(device, dtype=int), bandwidth_hz=band)
-
-
 def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: float = STEP0,
-                    start: np.ndarray | None = None):
+                    start: np.ndarray | None = None, patience: int = PATIENCE):
     """Dual-ascent JBBA; returns the best feasible ``Allocation`` seen, or ``None`` if none."""
     k = problem.num_blocks
     d_bits, budget = problem.payload_bits, problem.bandwidth_hz
     t_kn = np.ascontiguousarray(np.where(problem.fits(), problem.compute_s(), np.inf).T)
     s = problem.spectral_eff
     if start is None:
-        t_ba, start = crunch_kn(np.ascontiguousarray(problem.equal_band_latency_s().T))
+        t_ba, start = ba_crunch(problem)
         if not np.isfinite(t_ba):
             return None
     best = equal_bandwidth(problem, start)
     best_t = best.round_latency_s(problem)
 
     device = np.asarray(start)
+    blocks = np.arange(k)
     lam_dev = np.full(k, 1.0 / k)  # latency duals of the involved devices, sum 1
+    last_gain = 0
     for i in range(1, iterations + 1):
         # Bandwidth (Lemma 1) for the involved devices; mu makes the budget bind (C4.2).
-        band = lemma1_bandwidth(lam_dev, s[device], d_bits, 1.0)
+        s_dev = s[device]
+        band = lemma1_bandwidth(lam_dev, s_dev, d_bits, 1.0)
         mu = (band.sum() / budget) ** 2
-        alloc = Allocation(device=device.copy(), bandwidth_hz=band * budget / band.sum())
-        cmp, up = alloc.latencies_s(problem)
-        t_dev = cmp + up
+        band *= budget / band.sum()
+        t_dev = t_kn[blocks, device] + d_bits / (band * s_dev)  # eq. 7
         t_round = float(t_dev.max())
-        if t_round < best_t:
-            best, best_t = alloc, t_round
+        if t_round < best_t * (1 - 1e-9):
+            best_t, last_gain = t_round, i
+            best = Allocation(device=device.copy(), bandwidth_hz=band)
+        elif i - last_gain >= patience:
+            break
         # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1.
         a = step0 / np.sqrt(i)
-        lam_dev = lam_dev * np.exp(np.clip(a * (t_dev - t_round) / t_round * k, -30.0, 30.0))
+        lam_dev = lam_dev * np.exp(np.clip(a * k * (t_dev - t_round) / t_round, -30.0, 30.0))
         lam_dev /= lam_dev.sum()
         # Block allocation (§V-C) with the coupling duals at their optimum: pair (n, d) costs
         # lambda_n t_cmp(n, d) + 2 sqrt(lambda_n mu D / s_n), the device part of Lemma 1's proof

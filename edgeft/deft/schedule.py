@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeft.deft import baselines
-from edgeft.deft.crunch import crunch_kn
+from edgeft.deft.ba import ba_crunch
 from edgeft.deft.jbba import jbba_allocation
 from edgeft.deft.optimal import optimal_allocation
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
@@ -20,7 +20,7 @@ from edgeft.scenario import validate_scenario
 
 
 def _ba(problem: DeftProblem, rng=None) -> Allocation | None:
-    t, dev = crunch_kn(np.ascontiguousarray(problem.equal_band_latency_s().T))
+    t, dev = ba_crunch(problem)
     return equal_bandwidth(problem, dev) if np.isfinite(t) else None
 
 
