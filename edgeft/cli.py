@@ -13,8 +13,11 @@ import sys
 
 from edgeft.errors import EdgeftError, ScenarioError
 
-# Modules that add their own sub-commands through ``add_subparsers(subparsers)``.
-PLUGINS = ("edgeft.sim.cli", "edgeft.train.cli")
+# (module, function) pairs that add their own sub-commands to the parser.
+PLUGINS = (
+    ("edgeft.sim.cli", "add_subparsers"),  # reproduce
+    ("edgeft.train.cli", "add_profile_subparser"),  # profile
+)
 
 
 def _add_scenario(sub) -> None:
@@ -96,14 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_scenario(sub)
     _add_schedule(sub)
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that part of the package is not there
-            raise
-        module.add_subparsers(sub)
+    for name, hook in PLUGINS:
+        getattr(importlib.import_module(name), hook)(sub)
     return parser
 
 

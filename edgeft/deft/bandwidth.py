@@ -24,35 +24,24 @@ def aligned_bandwidth(compute_s, spectral_eff, payload_bits: float, budget_hz: f
         return np.inf, np.full(t.shape, np.nan)
     t_max = float(t.max())
     need = payload_bits / s  # bandwidth-seconds each upload needs
+    gap = t_max - t
 
-    def excess(x):  # x = T - t_max > 0
-        return float(np.sum(need / (t_max - t + x))) - budget_hz
+    def excess(x):  # x = T - t_max > 0; the same expression gives the bandwidths below
+        return float(np.sum(need / (gap + x))) - budget_hz
 
     hi = float(need.sum()) / budget_hz  # at x = hi every term is <= need_k / hi, sum <= B
+    while excess(hi) > 0:  # ... up to rounding
+        hi *= 1 + 1e-12
     lo = hi
-    while excess(lo) <= 0 and lo > 0:  # shrink towards the pole to bracket the root
+    while excess(lo) <= 0 and lo > 1e-300:  # halve towards the pole to bracket the root
         lo *= 0.5
-        if lo < 1e-300:
-            break
-    if excess(hi) > 0 or excess(lo) <= 0:
-        x = hi  # numerically flat: hi is feasible, use it
+    if excess(lo) <= 0:
+        x = lo
     else:
-        x = brentq(excess, lo, hi, xtol=1e-15 * max(hi, 1e-300), rtol=4 * np.finfo(float).eps)
-        x = _feasible_side(excess, x)
-    slack = t_max - t + x
-    band = need / slack
-    band *= min(1.0, budget_hz / band.sum())  # never exceed the budget through rounding
-    return t_max + x, band
-
-
-def _feasible_side(excess, x: float) -> float:
-    """Nudge the root up until the budget holds in floating point."""
-    for _ in range(64):
-        if excess(x) <= 0:
-            return x
-        x = np.nextafter(x, np.inf) if x > 0 else x + 1e-300
-        x *= 1 + 1e-15
-    return x
+        x = brentq(excess, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+        while excess(x) > 0:  # step to the side where the budget holds in floating point
+            x = np.nextafter(x, np.inf)
+    return t_max + x, need / (gap + x)
 
 
 def lemma1_bandwidth(lagrange_latency, spectral_eff, payload_bits: float, mu: float):

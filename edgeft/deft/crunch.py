@@ -39,8 +39,6 @@ def _check(latency) -> np.ndarray:
     L = np.asarray(latency, dtype=float)
     if L.ndim != 2:
         raise ValueError(f"expected an (N, K) latency matrix, got a {L.shape} array")
-    if L.shape[0] < L.shape[1]:
-        raise ValueError(f"expected at least as many devices as blocks, got shape {L.shape}")
     return L
 
 
@@ -70,6 +68,8 @@ def crunch(latency) -> tuple[float, np.ndarray]:
 def crunch_threshold_kn(latency_kn: np.ndarray) -> float:
     """T* alone (no assignment) from a (K, N) matrix: max over d of the (K-d+1)-th smallest."""
     k, n = latency_kn.shape
+    if n < k:
+        return np.inf
     vals = np.partition(latency_kn, k - 1, axis=1)[:, :k] if k < n else latency_kn
     vals = np.sort(vals, axis=1)
     return float(np.max(vals[np.arange(k), k - np.arange(k) - 1]))
@@ -77,7 +77,9 @@ def crunch_threshold_kn(latency_kn: np.ndarray) -> float:
 
 def crunch_kn(latency_kn: np.ndarray) -> tuple[float, np.ndarray]:
     """:func:`crunch` on the transposed (K, N) matrix, the layout the hot path builds directly."""
-    k = latency_kn.shape[0]
+    k, n = latency_kn.shape
+    if n < k:
+        return np.inf, np.empty(0, dtype=int)
     vals, idx = column_candidates(latency_kn, k)
     need = k - np.arange(k) - 1  # column d (0-based) needs K - d smallest entries
     t_star = float(np.max(vals[np.arange(k), need]))
