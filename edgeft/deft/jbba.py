@@ -13,11 +13,16 @@ With device involvement ``y_n`` (``sum y_n = K``), block indicators ``x_nd``, la
 - a device part solved in closed form (Lemma 1, eq. 17): ``b_n = sqrt(lambda_n D/(mu s_n))``
   and ``y_n = 1`` for the K devices of least ``2 sqrt(lambda_n mu D / s_n) - nu_n``.
 
-Dual updates (eq. 16) are subgradient steps: lambda by an exponentiated (mirror) step on the
-simplex, ``lambda_n ∝ lambda_n exp(a (T_n - T) / T)``; ``mu`` multiplicatively on the relative
-budget excess; ``nu_n += a T/K (sum_d x_nd - y_n)``; with ``a = a0 / sqrt(i)``. Each
-iteration's block allocation with Lemma-1 bandwidth rescaled to the budget is a feasible point;
-the best one seen is returned, starting from the BA (CRUNCH, equal bandwidth) allocation.
+Dual updates (eq. 16) are subgradient steps. The latency duals of the involved devices move
+by an exponentiated (mirror) step on the simplex, ``lambda_n ∝ lambda_n exp(a K (T_n - T)/T)``
+with ``a = a0 / sqrt(i)``, ``INNER_STEPS`` times per block allocation (two time scales: the
+bandwidth part is cheap and its duals need many steps to settle; with one step per block
+allocation the gap to the optimum was 13.7% on paper-like scenarios, with ten it is about 2%).
+The bandwidth dual ``mu`` is set in closed form so that the budget binds, and the coupling
+duals ``nu_n`` are taken at their optimum, which prices pair (n, d) in the block allocation at
+``lambda_n t_cmp(n,d) + 2 sqrt(lambda_n mu D / s_n)`` (the device part of eq. 18). Each step's
+block allocation with Lemma-1 bandwidth rescaled to the budget is a feasible point; the best
+one seen is returned, starting from the BA (CRUNCH, equal bandwidth) allocation.
 Dual ascent on this mixed-integer problem carries no optimality guarantee; compare it with
 :mod:`edgeft.deft.optimal` for the gap.
 """
@@ -32,9 +37,10 @@ from edgeft.deft.bandwidth import lemma1_bandwidth
 from edgeft.deft.crunch import crunch_threshold_kn
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
 
-ITERATIONS = 100
-PATIENCE = 15  # stop after this many iterations without a better feasible point
+ITERATIONS = 40
+PATIENCE = 6  # stop after this many block allocations without a better feasible point
 STEP0 = 1.0
+INNER_STEPS = 10  # dual steps on the bandwidth part per block allocation
 
 
 def _crunched_matching(weight_kn: np.ndarray) -> np.ndarray | None:
@@ -58,7 +64,8 @@ def _crunched_matching(weight_kn: np.ndarray) -> np.ndarray | None:
 
 
 def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: float = STEP0,
-                    start: np.ndarray | None = None, patience: int = PATIENCE):
+                    start: np.ndarray | None = None, patience: int = PATIENCE,
+                    inner_steps: int = INNER_STEPS):
     """Dual-ascent JBBA; returns the best feasible ``Allocation`` seen, or ``None`` if none."""
     k = problem.num_blocks
     d_bits, budget = problem.payload_bits, problem.bandwidth_hz
@@ -76,22 +83,28 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
     lam_dev = np.full(k, 1.0 / k)  # latency duals of the involved devices, sum 1
     last_gain = 0
     for i in range(1, iterations + 1):
-        # Bandwidth (Lemma 1) for the involved devices; mu makes the budget bind (C4.2).
+        # Bandwidth allocation (§V-D): dual steps on the involved devices' latency duals, each
+        # followed by Lemma 1's closed form; mu makes the budget bind (C4.2).
+        a = step0 / np.sqrt(i)
         s_dev = s[device]
-        band = lemma1_bandwidth(lam_dev, s_dev, d_bits, 1.0)
-        mu = (band.sum() / budget) ** 2
-        band *= budget / band.sum()
-        t_dev = t_kn[blocks, device] + d_bits / (band * s_dev)  # eq. 7
-        t_round = float(t_dev.max())
-        if t_round < best_t * (1 - 1e-9):
-            best_t, last_gain = t_round, i
-            best = Allocation(device=device.copy(), bandwidth_hz=band)
+        t_cmp_dev = t_kn[blocks, device]
+        improved = False
+        for _ in range(inner_steps):
+            band = lemma1_bandwidth(lam_dev, s_dev, d_bits, 1.0)
+            mu = (band.sum() / budget) ** 2
+            band *= budget / band.sum()
+            t_dev = t_cmp_dev + d_bits / (band * s_dev)  # eq. 7
+            t_round = float(t_dev.max())
+            if t_round < best_t * (1 - 1e-9):
+                best_t, improved = t_round, True
+                best = Allocation(device=device.copy(), bandwidth_hz=band)
+            # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1.
+            lam_dev = lam_dev * np.exp(np.clip(a * k * (t_dev - t_round) / t_round, -30.0, 30.0))
+            lam_dev /= lam_dev.sum()
+        if improved:
+            last_gain = i
         elif i - last_gain >= patience:
             break
-        # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1.
-        a = step0 / np.sqrt(i)
-        lam_dev = lam_dev * np.exp(np.clip(a * k * (t_dev - t_round) / t_round, -30.0, 30.0))
-        lam_dev /= lam_dev.sum()
         # Block allocation (§V-C) with the coupling duals at their optimum: pair (n, d) costs
         # lambda_n t_cmp(n, d) + 2 sqrt(lambda_n mu D / s_n), the device part of Lemma 1's proof
         # (eq. 18); a device not yet involved is priced at the mean involved dual.
