@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from edgeft.errors import EdgeftError, ScenarioError
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # torch's OpenMP threads busy-wait by default, which starves a small shared machine;
+    # this must be set before torch is imported (the commands import it lazily).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

