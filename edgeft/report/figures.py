@@ -1,0 +1,77 @@
+"""Figures of the latency study (paper Figs. 5, 6, 8) and of the memory wall, as PNG files.
+
+Uses matplotlib's object API with the Agg canvas, so no global backend is touched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+STYLE = {  # scheme -> (label, colour, marker)
+    "comm-aware": ("communication-aware", "tab:blue", "o"),
+    "comp-aware": ("computation-aware", "tab:orange", "s"),
+    "random": ("random", "tab:gray", "v"),
+    "ba": ("BA (CRUNCH, equal bandwidth)", "tab:green", "^"),
+    "jbba": ("JBBA (dual ascent)", "tab:red", "D"),
+    "optimal": ("optimal joint (ours)", "black", "x"),
+}
+
+
+def _by_scheme(rows, schemes):
+    for scheme in schemes:
+        sel = sorted((r for r in rows if r["scheme"] == scheme), key=lambda r: r["x"])
+        if sel:
+            yield scheme, sel
+
+
+def _titles(fig, ax, title: str, note: str) -> None:
+    fig.suptitle(title, fontsize=11)
+    if note:
+        ax.set_title(note, fontsize=7.5, color="0.35")
+
+
+def plot_latency(rows, xlabel: str, title: str, path, note: str = "") -> None:
+    """Average round latency (common rounds) against the swept quantity, 95% CI bands."""
+    fig = Figure(figsize=(8.6, 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for scheme, sel in _by_scheme(rows, STYLE):
+        label, colour, marker = STYLE[scheme]
+        x = np.array([r["x"] for r in sel])
+        y = np.array([r["mean_latency_s"] for r in sel])
+        lo = np.array([r["ci95_low_s"] for r in sel])
+        hi = np.array([r["ci95_high_s"] for r in sel])
+        ax.plot(x, y, marker=marker, color=colour, label=label, linewidth=1.5, markersize=5)
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("average round latency (s, log scale)")
+    _titles(fig, ax, title, note)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(path, dpi=130)
+
+
+def plot_memory_wall(rows, xlabel: str, title: str, path, note: str = "") -> None:
+    """Share of rounds each baseline loses to the memory wall against the swept quantity."""
+    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for scheme, sel in _by_scheme(rows, ("comm-aware", "comp-aware", "random")):
+        label, colour, marker = STYLE[scheme]
+        x = np.array([r["x"] for r in sel])
+        share = np.array([r["memory_wall_share"] for r in sel])
+        n = np.array([r["rounds"] for r in sel])
+        half = 1.96 * np.sqrt(share * (1 - share) / n)  # normal approximation
+        ax.plot(x, 100 * share, marker=marker, color=colour, label=label)
+        ax.fill_between(x, 100 * np.maximum(share - half, 0), 100 * np.minimum(share + half, 1),
+                        color=colour, alpha=0.18, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rounds lost to the memory wall (%)")
+    ax.set_ylim(bottom=0)
+    _titles(fig, ax, title, note)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=130)

@@ -1,0 +1,225 @@
+"""report.md: how the study was run, the headline ratios beside the paper's, figures, tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from edgeft.report.figures import STYLE
+from edgeft.report.study import SWEEP_AXES, Point, StudyResult, config_summary
+from edgeft.report.summary import headline_ratios, summarise
+
+FIGURES = (("snr", "latency_vs_snr", "Fig. 5: average round latency vs transmit SNR"),
+           ("bandwidth", "latency_vs_bandwidth", "Fig. 6: average round latency vs bandwidth"),
+           ("devices", "latency_vs_devices", "Fig. 8: average round latency vs devices"))
+
+
+def _f(v, digits=3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def _row(rows, sweep_x, scheme):
+    for r in rows:
+        if r["scheme"] == scheme and math.isclose(r["x"], sweep_x):
+            return r
+    return None
+
+
+def _compact_json(obj: dict) -> str:
+    """One top-level key per line."""
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in obj.items()) + "\n}"
+
+
+def _setup(result: StudyResult, command: str, elapsed_s: float) -> list[str]:
+    cfg, pop, op = result.config, result.population, result.operating
+    origin = (f"scenario file `{cfg.scenario}` (channel gains as means; memory "
+              f"{'fixed' if cfg.memory_spread == 0 else f'x U(1 ± {cfg.memory_spread:g})'})"
+              if cfg.scenario else
+              f"generated population (`edgeft.scenario.generate_scenario`, seed {cfg.seed})")
+    gen = cfg.generator
+    mem_line = (f"U({gen.memory_range_bytes[0] / 1e9:g}, {gen.memory_range_bytes[1] / 1e9:g}) "
+                "GB, redrawn i.i.d. every round (paper §VI-A2)"
+                if not cfg.scenario else "as in the file")
+    cf_line = (f"U({gen.compute_factor_range[0]:g}, {gen.compute_factor_range[1]:g}), fixed "
+               "per device" if not cfg.scenario else "as in the file")
+    return [
+        "## How this report was made",
+        "",
+        f"- Command: `{command or 'edgeft reproduce'}`",
+        f"- Rounds per point: {cfg.rounds}; seeds: devices {cfg.seed}, round draws "
+        f"{cfg.seed + 1}; {result.workers} worker process(es); simulation "
+        f"{result.wall_s:.1f} s, whole run {elapsed_s:.1f} s.",
+        f"- Devices: {origin}; operating point N = {op.num_devices}, transmit SNR "
+        f"{op.snr_db:g} dB, uplink budget B = {op.bandwidth_hz / 1e6:g} MHz. Fig. 5 and Fig. 6 "
+        f"use N = {op.num_devices}; Fig. 8 takes the first N devices of one population of "
+        f"{pop.num_devices}.",
+        f"- Blocks: K = {pop.num_blocks}; reference-device compute per round "
+        f"{pop.compute_ref_s[0]:.3g} s (depth 1) to {pop.compute_ref_s[-1]:.3g} s "
+        f"(depth {pop.num_blocks}); memory {pop.memory_need_bytes[0] / 1e9:.3g} GB to "
+        f"{pop.memory_need_bytes[-1] / 1e9:.3g} GB (analytic RoBERTa-base profile, "
+        "`edgeft.system.profile`: batch 16 x 128 tokens, one local iteration, fp16, Snapdragon "
+        "8 Gen 3 at 2 TFLOP/s sustained); payload D = "
+        f"{pop.payload_bits:.0f} bits per block (24,576 LoRA parameters x 32 bits).",
+        f"- Channels: Rayleigh fading, |g|² ~ Exp(1), redrawn every round; path loss "
+        f"{pop.path_loss_db:g} dB, so the mean received SNR is the transmit SNR minus "
+        f"{pop.path_loss_db:g} dB; p = {pop.tx_power_w[0]:g} W, N0 = {pop.noise_power_w:g} W.",
+        f"- Compute factors {cf_line}; available memory {mem_line}; device availability "
+        f"{pop.availability:g} per round.",
+        "- Every scheme sees the same rounds (common random numbers), and so does every point "
+        "of every sweep.",
+        "- **Averages**: figures, the sweep tables and the ratios average each scheme over the "
+        "rounds where *all six* schemes are feasible (\"common rounds\"), so every scheme is "
+        "judged on the same channels; the CSVs also give each scheme's mean over its own "
+        "feasible rounds. Bands and intervals are 95% bootstrap percentile intervals over "
+        "rounds (paired across schemes for ratios). Ratios are ratios of mean latencies.",
+        "",
+    ]
+
+
+def _headline(result: StudyResult) -> list[str]:
+    lines = ["## Headline ratios (ours beside the paper's)", "",
+             "| ratio of mean round latency | where | ours | 95% CI | paper (§VI-C) |",
+             "|---|---|---|---|---|"]
+    for h in headline_ratios(result):
+        ci = f"[{_f(h['ci95_low'])}, {_f(h['ci95_high'])}]"
+        lines.append(f"| {h['quantity']} | {h['where']} | **{_f(h['ours'])}** | {ci} "
+                     f"| {h['paper']} |")
+    lines += ["", "Table I ranges are the per-task ratios of the paper's time-to-target-accuracy "
+              "columns (same number of rounds, so equal to ratios of mean round latency).", ""]
+    return lines
+
+
+def _sweep_table(rows, sweep: str, schemes) -> list[str]:
+    xs = sorted({r["x"] for r in rows})
+    head = "| " + SWEEP_AXES[sweep] + " | " + " | ".join(schemes) + " | common rounds |"
+    lines = [head, "|" + "---|" * (len(schemes) + 2)]
+    for x in xs:
+        cells = [_f(_row(rows, x, s)["mean_latency_s"]) for s in schemes]
+        common = _row(rows, x, schemes[0])["common_rounds"]
+        lines.append(f"| {x:g} | " + " | ".join(cells) + f" | {common} |")
+    return lines
+
+
+def _memory_wall(result: StudyResult, rows) -> list[str]:
+    baselines = [s for s in ("comm-aware", "comp-aware", "random") if s in result.config.schemes]
+    if not baselines:
+        return []
+    lines = ["## Rounds lost to the memory wall", "",
+             "Share of rounds in which a baseline's chosen devices cannot hold the blocks although "
+             "an allocation exists (BA, JBBA and optimal never hit it: they choose devices with "
+             "memory in view). Rounds with no allocation at all count as infeasible for every "
+             "scheme and are listed separately.", "",
+             "| N | " + " | ".join(baselines) + " | infeasible for all |",
+             "|" + "---|" * (len(baselines) + 2)]
+    for r0 in (r for r in rows["devices"] if r["scheme"] == baselines[0]):
+        x = r0["x"]
+        cells = [f"{100 * _row(rows['devices'], x, s)['memory_wall_share']:.1f}%"
+                 for s in baselines]
+        lines.append(f"| {x:g} | " + " | ".join(cells) +
+                     f" | {100 * r0['infeasible_share']:.1f}% |")
+    if rows["devices"]:
+        lines += ["", "![memory wall](memory_wall.png)"]
+    lines += ["", "All sweeps: `memory_wall.csv`. The share does not change along the SNR and "
+              "bandwidth sweeps: a common gain or budget leaves every ranking unchanged.", ""]
+    return lines
+
+
+def _why(result: StudyResult) -> list[str]:
+    """Differences from the paper, explained from the model with this run's numbers."""
+    op = result.operating
+
+    def stat(n, snr, scheme, key="mean_latency_s"):
+        trace = result.traces.get(Point(int(n), snr, op.bandwidth_hz))
+        if trace is None or scheme not in trace.schemes:
+            return math.nan
+        return next(r[key] for r in summarise(trace) if r["scheme"] == scheme)
+
+    def ratio(n, num, den, snr=op.snr_db):
+        return stat(n, snr, num) / stat(n, snr, den)
+
+    def upload_pct(scheme):
+        up = stat(op.num_devices, 10.0, scheme, "mean_upload_s")
+        cmp = stat(op.num_devices, 10.0, scheme, "mean_compute_s")
+        return _f(100 * up / (up + cmp), 2)
+
+    def tail(scheme):
+        n = op.num_devices
+        return _f(stat(n, 10.0, scheme) / stat(n, 10.0, scheme, "median_latency_s"))
+
+    def trend(a, b, falling: str, rising: str) -> str:
+        return ". " if math.isnan(a - b) else (falling if b < a else rising)
+
+    narrows = (": the gap narrows with N, because BA then finds K devices with good channels "
+               "and leaves less upload spread to even out; the paper reports it widening. ")
+    n0 = op.num_devices
+    jb = [ratio(n, "jbba", "ba") for n in (n0, 50, 100)]
+    jc = [ratio(n, "jbba", "comm-aware") for n in (n0, 50)]
+    return [
+        "## Why our numbers differ from the paper's",
+        "",
+        "The paper leaves the path loss, the compute-factor and memory ranges, the batch and "
+        "the reference chip's sustained FLOP/s unstated (the plain text lost them); ours are the "
+        "documented defaults of `edgeft.scenario.GeneratorConfig` and `edgeft.system.profile`, "
+        "not tuned to the paper's numbers. What the model says about each gap:",
+        "",
+        f"- **BA vs comm-aware.** At 10 dB (N = {n0}) the upload is {upload_pct('comm-aware')}% "
+        f"of the slowest device's latency under comm-aware, {upload_pct('ba')}% under BA and "
+        f"{upload_pct('jbba')}% under JBBA. Comm-aware already holds the best channels, so BA "
+        "can only win back computation (slow devices among the best channels, deep blocks on "
+        "them) while paying some upload; even the exact joint optimum is at "
+        f"{_f(ratio(n0, 'optimal', 'comm-aware', 10.0))} of comm-aware here. The more "
+        "computation weighs (a smaller path loss, a wider spread of compute factors), the "
+        "lower BA / comm-aware falls; the paper's 0.60 suggests computation weighs more there.",
+        "- **JBBA vs BA.** JBBA can only reshape bandwidth among the devices it uses, so its "
+        f"gain is the spread of their upload times. JBBA / BA is {_f(jb[0])} at N = {n0}, "
+        f"{_f(jb[1])} at 50 and {_f(jb[2])} at 100"
+        f"{trend(jb[0], jb[1], ': the gap widens with N, as in the paper. ', narrows)}"
+        f"At N = 50 no allocation does better than {_f(ratio(50, 'optimal', 'ba'))} of BA (the "
+        "exact optimum), so the paper's 0.60 cannot be reached by any scheduler in this model; "
+        "it implies far more spread in the channels of the devices BA picks.",
+        "- **More devices (Fig. 8).** BA and JBBA gain from the extra choice, while comm-aware "
+        "picks by channel alone and keeps its compute time and memory wall: JBBA / comm-aware "
+        f"is {_f(jc[0])} at N = {n0} and {_f(jc[1])} at 50"
+        f"{trend(jc[0], jc[1], ', widening as the paper reports (0.40 at 50). ', '. ')}",
+        "- **Deep fades.** Rayleigh fading has no outage: a channel-blind scheme (comp-aware, "
+        "random) sometimes uses a device whose |g|² is near zero, and E[1/|g|²] is infinite for "
+        "|g|² ~ Exp(1), so their average latency is dominated by rare rounds and grows with "
+        f"the number of rounds (mean / median {tail('comp-aware')} and {tail('random')} at "
+        "10 dB); compare their medians (CSVs). With N = K every scheme must use every device, "
+        "so the N = 12 point has that tail for all; JBBA softens it by giving the faded device "
+        "most of the band.",
+        "- The paper's \"benchmark\" in Fig. 8 is not named; we take the communication-aware "
+        "scheme, its benchmark in Fig. 5 and Table I.",
+        "- Optimal / JBBA measures how far the paper's dual ascent stays from the exact joint "
+        "optimum (`edgeft.deft.optimal`), which the paper does not report.",
+        "",
+    ]
+
+
+def write_report(path, result: StudyResult, rows: dict, command: str = "",
+                 elapsed_s: float = 0.0) -> Path:
+    """Write report.md beside the CSVs and PNGs; returns its path."""
+    schemes = list(result.config.schemes)
+    lines = ["# DEFT round latency: reproduction of paper §VI-C (Figs. 5, 6, 8)", ""]
+    lines += _headline(result)
+    lines += _setup(result, command, elapsed_s)
+    for sweep, stem, title in FIGURES:
+        lines += [f"## {title}", "", f"![{title}]({stem}.png)", "",
+                  "Mean round latency (s) over common rounds; full table with confidence "
+                  f"intervals, medians, compute and upload parts: `{stem}.csv`.", ""]
+        if rows[sweep]:
+            lines += _sweep_table(rows[sweep], sweep, schemes) + [""]
+        if result.dropped.get(sweep):
+            lines += [f"Points left out (the scenario has too few devices): "
+                      f"{', '.join(f'{x:g}' for x in result.dropped[sweep])}.", ""]
+    lines += _memory_wall(result, rows)
+    lines += _why(result)
+    lines += ["## Scheme names", ""]
+    lines += [f"- `{s}`: {STYLE[s][0]}" for s in schemes if s in STYLE]
+    lines += ["", "## Settings (`edgeft.report.study.StudyConfig`)", "", "```json",
+              _compact_json(config_summary(result.config)), "```", ""]
+    text = "\n".join(lines)
+    Path(path).write_text(text)
+    return Path(path)
+

@@ -1,0 +1,64 @@
+"""``edgeft reproduce`` end to end: files, report.md, and bad input named on one line."""
+
+from __future__ import annotations
+
+import json
+
+from edgeft.cli import main
+from edgeft.scenario import generate_scenario
+
+EXPECTED = ("latency_vs_snr.csv", "latency_vs_snr.png", "latency_vs_bandwidth.csv",
+            "latency_vs_bandwidth.png", "latency_vs_devices.csv", "latency_vs_devices.png",
+            "memory_wall.csv", "memory_wall.png", "report.md")
+
+
+def test_quick_reproduce_writes_the_report(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    for name in EXPECTED:
+        assert (tmp_path / name).stat().st_size > 0, name
+    report = (tmp_path / "report.md").read_text()
+    assert "| ratio of mean round latency | where | ours | 95% CI | paper (§VI-C) |" in report
+    for label in ("BA / comm-aware", "JBBA / BA", "optimal / JBBA",
+                  "JBBA / comm-aware (benchmark)"):
+        assert f"| {label} |" in report
+    assert "0.40 (Fig. 8)" in report and "0.60 (Fig. 8)" in report
+    assert "Rounds per point: 40; seeds: devices 0" in report
+    assert "edgeft reproduce" in report
+    for stem in ("latency_vs_snr", "latency_vs_bandwidth", "latency_vs_devices"):
+        assert f"]({stem}.png)" in report
+    header = (tmp_path / "latency_vs_snr.csv").read_text().splitlines()[0]
+    assert header.startswith("sweep,x,scheme,rounds,common_rounds,mean_latency_s,ci95_low_s")
+    assert "wrote 9 files" in capsys.readouterr().out
+
+
+def test_reproduce_with_a_scenario_file(tmp_path):
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(generate_scenario(16, 12, snr_db=10.0, seed=2)))
+    out = tmp_path / "out"
+    argv = ["reproduce", "--quick", "--rounds", "6", "--scenario", str(path), "--out", str(out),
+            "--no-progress", "--memory-spread", "0.2"]
+    assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert "scenario file" in report
+    assert "Points left out (the scenario has too few devices): 50, 100." in report
+
+
+def test_a_bad_scenario_field_is_named(tmp_path, capsys):
+    scenario = generate_scenario(14, 12, seed=0)
+    scenario["devices"][3]["compute_factor"] = -0.5
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(scenario))
+    code = main(["reproduce", "--quick", "--scenario", str(path), "--out", str(tmp_path / "o"),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "devices[3].compute_factor" in err and "-0.5" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_options_are_named(tmp_path, capsys):
+    assert main(["reproduce", "--rounds", "1", "--out", str(tmp_path)]) == 2
+    assert "--rounds" in capsys.readouterr().err
+    assert main(["reproduce", "--availability", "1.5", "--out", str(tmp_path)]) == 2
+    assert "--availability" in capsys.readouterr().err
