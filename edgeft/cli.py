@@ -17,7 +17,7 @@ from edgeft.errors import EdgeftError, ScenarioError
 # (module, function) pairs that add their own sub-commands to the parser.
 PLUGINS = (
     ("edgeft.sim.cli", "add_subparsers"),  # reproduce
-    ("edgeft.train.cli", "add_profile_subparser"),  # profile
+    ("edgeft.train.cli", "add_subparsers"),  # profile, finetune, table
 )
 
 

@@ -42,6 +42,9 @@ def test_depth_one_is_the_last_layer_and_carries_the_head(tiny):
         head = [n for n in names if "lora_" not in n]
         assert bool(head) == (depth == 1)
     head = [n for n in tiny.blocks[0] if "lora_" not in n]
+    assert any("classifier" in n for n in head) and not any("pooler" in n for n in head)
+    with_pooler = add_lora(build_random_model("tiny-bert", num_labels=2, seed=0), train_pooler=True)
+    head = [n for n in with_pooler.blocks[0] if "lora_" not in n]
     assert any("classifier" in n for n in head) and any("pooler" in n for n in head)
 
 
@@ -56,7 +59,7 @@ def test_only_blocks_train_and_every_trainable_tensor_is_in_one_block(tiny):
 def test_payload_bits_per_depth(tiny):
     h, r = 32, 8
     lora_bits = 2 * 2 * r * h * 32
-    head_params = (h * h + h) + (h * 2 + 2)  # pooler dense + classifier
+    head_params = h * 2 + 2  # classifier (the pooler stays frozen)
     assert tiny.lora_payload_bits() == lora_bits
     assert tiny.payload_bits() == [lora_bits + head_params * 32] + [lora_bits] * 3
 

@@ -91,15 +91,17 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
         improved = False
         for _ in range(inner_steps):
             band = lemma1_bandwidth(lam_dev, s_dev, d_bits, 1.0)
-            mu = (band.sum() / budget) ** 2
-            band *= budget / band.sum()
+            total = band.sum()
+            mu = (total / budget) ** 2
+            band *= budget / total
             t_dev = t_cmp_dev + d_bits / (band * s_dev)  # eq. 7
-            t_round = float(t_dev.max())
+            t_round = t_dev.max()
             if t_round < best_t * (1 - 1e-9):
-                best_t, improved = t_round, True
+                best_t, improved = float(t_round), True
                 best = Allocation(device=device.copy(), bandwidth_hz=band)
-            # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1.
-            lam_dev = lam_dev * np.exp(np.clip(a * k * (t_dev - t_round) / t_round, -30.0, 30.0))
+            # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1. The exponent
+            # lies in [-a K, 0] since every T_n <= T.
+            lam_dev = lam_dev * np.exp((a * k / t_round) * (t_dev - t_round))
             lam_dev /= lam_dev.sum()
         if improved:
             last_gain = i

@@ -74,14 +74,17 @@ class SimSystem:
     @classmethod
     def generated(cls, num_devices: int = 20, num_blocks: int = 12, snr_db: float = 10.0,
                   seed: int = 0, config: GeneratorConfig | None = None,
-                  availability: float = 1.0) -> SimSystem:
+                  availability: float = 1.0, profile=None) -> SimSystem:
         """Devices from :func:`edgeft.scenario.generate_scenario`; channels and memory redrawn.
 
         The mean gain is the generator's ``mean_channel_gain(snr_db) 10^(-PL/10)`` for every
         device, and each round's memory is drawn afresh from ``config.memory_range_bytes``.
+        ``profile`` (a :class:`edgeft.system.profile.BlockCostProfile`) replaces the default
+        RoBERTa-base block costs.
         """
         cfg = config or GeneratorConfig()
-        scenario = generate_scenario(num_devices, num_blocks, snr_db, seed, config=cfg)
+        scenario = generate_scenario(num_devices, num_blocks, snr_db, seed, profile=profile,
+                                     config=cfg)
         base = cls.from_scenario(scenario, path_loss_db=cfg.path_loss_db,
                                  availability=availability)
         hbar = mean_channel_gain(snr_db, cfg) * 10.0 ** (-cfg.path_loss_db / 10.0)

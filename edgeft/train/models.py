@@ -5,10 +5,12 @@ the set of LoRA tensors of encoder layer index ``L - d`` (layer 0 is nearest the
 depth 1 is the layer nearest the output and computing block d's gradient back-propagates
 through d layers. With K < L only the top K layers get LoRA.
 
-Classification head: the head (``classifier``, and BERT's ``pooler`` when the model has one)
-is trainable and travels with depth 1. Its gradient needs no back-propagation into the
-encoder, so the device holding depth 1 computes it for free, and its bytes count in depth 1's
-payload (:meth:`LoraBlocks.payload_bits`). The paper's D (24,576 x 32 bits for RoBERTa-base)
+Classification head: the head (``classifier``) is trainable and travels with depth 1. Its
+gradient needs no back-propagation into the encoder, so the device holding depth 1 computes it
+for free, and its bytes count in depth 1's payload (:meth:`LoraBlocks.payload_bits`). BERT's
+``pooler`` stays frozen by default (``train_pooler=True`` trains it with the head): it is a
+full h x h matrix, 13x all-MiniLM-L6-v2's LoRA block, and would make depth 1's upload
+dominate. The paper's D (24,576 x 32 bits for RoBERTa-base)
 counts the LoRA tensors only; :meth:`LoraBlocks.lora_payload_bits` gives that figure.
 
 Model sources (:func:`load_classifier`): ``None`` is all-MiniLM-L6-v2 from the installed
@@ -225,6 +227,7 @@ def add_lora(
     alpha: int = LORA_ALPHA,
     dropout: float = 0.0,
     target_modules: tuple[str, ...] = LORA_TARGETS,
+    train_pooler: bool = False,
 ) -> LoraBlocks:
     """Wrap ``model`` with peft LoRA on the top ``num_blocks`` layers (default: all) and cut it
     into depth blocks. The base weights are frozen; LoRA tensors and the head train."""
@@ -238,7 +241,9 @@ def add_lora(
             "num_blocks", num_blocks, f"1..{num_layers} (the model has {num_layers} layers)"
         )
     head = ["classifier", "score"]
-    if any(name.split(".")[-1] == "pooler" and m is not None for name, m in model.named_modules()):
+    has_pooler = any(n.split(".")[-1] == "pooler" and m is not None
+                     for n, m in model.named_modules())
+    if train_pooler and has_pooler:
         head.append("pooler")
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,

@@ -1,0 +1,236 @@
+"""The fine-tuning study (paper §VI-C, Fig. 7 and Table I): real LoRA rounds, modelled time.
+
+For one GLUE task: the round simulator (:mod:`edgeft.sim`) draws every round's channels and
+memory once and lets each scheme allocate every round (common random numbers); the DEFT
+executor then runs each scheme's allocations on the real model, so the schemes differ only in
+which device's data feeds which block and in how long each round takes in the modelled
+deployment. A centralized run with the same optimiser and the same number of steps is the
+oracle. Everything lands under ``out/<task>/``: one folder per run with its ``trace.jsonl``
+and checkpoint (so an interrupted study resumes), ``summary.json`` and ``fig7.png``.
+
+Cost model of the modelled time: the analytic FLOPs-and-activations profile
+(:func:`edgeft.system.profile.analytic_profile`) of the *trained* model's architecture, with the
+study's batch, sequence length and tau on the reference device (Snapdragon 8 Gen 3), or a
+measured profile file (``edgeft profile``). The payload D is the largest block's upload (depth 1
+carries the classifier with its LoRA tensors), so upload times are never understated.
+
+A round in which a baseline hits the memory wall cannot be executed; it is skipped (no update,
+no time) and counted in the summary.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgeft.errors import ScenarioError
+
+STUDY_SCHEMES = ("comm-aware", "ba", "jbba", "optimal")
+
+
+@dataclass
+class FinetuneConfig:
+    """One task's study; defaults fit a 2-core machine (see the README for timings)."""
+
+    task: str = "SST-2"
+    glue_dir: str | None = None
+    model: str | None = None  # None: the installed all-MiniLM-L6-v2
+    schemes: tuple[str, ...] = STUDY_SCHEMES
+    num_devices: int = 20
+    rounds: int = 300
+    batch_size: int = 16
+    seq_len: int = 64
+    tau: int = 1
+    lr: float = 2e-3
+    eval_every: int = 25
+    snr_db: float = 10.0
+    seed: int = 0
+    dirichlet_alpha: float | None = None
+    train_limit: int | None = None  # use only the first examples of the training set
+    dev_limit: int | None = None
+    centralized: bool = True
+    profile: str | None = None  # measured BlockCostProfile JSON instead of the analytic model
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def model_spec(blocks, name: str):
+    """The analytic model's :class:`TransformerSpec` of a loaded transformers model."""
+    from edgeft.system.profile import TransformerSpec
+
+    cfg = blocks.model.base_model.model.config
+    base_params = sum(p.numel() for n, p in blocks.model.named_parameters() if "lora_" not in n)
+    return TransformerSpec(
+        name=name,
+        num_layers=int(cfg.num_hidden_layers),
+        hidden=int(cfg.hidden_size),
+        heads=int(cfg.num_attention_heads),
+        ffn=int(cfg.intermediate_size),
+        num_params=float(base_params),
+        lora_rank=int(next(iter(blocks.model.peft_config.values())).r),
+    )
+
+
+def cost_profile(cfg: FinetuneConfig, blocks):
+    """Per-depth costs for the modelled time, payload = the largest block upload."""
+    from edgeft.system.profile import BlockCostProfile, Workload, analytic_profile
+
+    if cfg.profile:
+        profile = BlockCostProfile.load(cfg.profile)
+        if profile.num_blocks != blocks.num_blocks:
+            raise ScenarioError("--profile", cfg.profile,
+                                f"a profile of {blocks.num_blocks} blocks (the model's)")
+    else:
+        work = Workload(batch_size=cfg.batch_size, seq_len=cfg.seq_len, tau=cfg.tau)
+        profile = analytic_profile(model_spec(blocks, cfg.model or "all-MiniLM-L6-v2"), work,
+                                   num_blocks=blocks.num_blocks)
+    profile.payload_bits = float(max(blocks.payload_bits()))
+    return profile
+
+
+def allocation_trace(cfg: FinetuneConfig, profile):
+    """Every scheme's allocation of every round on common random numbers."""
+    from edgeft.sim import SimSystem, simulate
+
+    system = SimSystem.generated(num_devices=cfg.num_devices, num_blocks=profile.num_blocks,
+                                 snr_db=cfg.snr_db, seed=cfg.seed, profile=profile)
+    return simulate(system, cfg.rounds, seed=cfg.seed + 1, schemes=cfg.schemes)
+
+
+def round_plans(trace, scheme: str):
+    """The executor's plans for ``scheme``: feasible rounds only, numbered from 1."""
+    from edgeft.train.executor import RoundPlan
+
+    s = trace.index(scheme)
+    ok = trace.feasible()[s]
+    return [RoundPlan(r + 1, [int(n) for n in trace.device[s, r]], float(trace.latency_s[s, r]))
+            for r in range(trace.num_rounds) if ok[r]]
+
+
+def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
+    """Run (or resume) the study of one task; returns and writes ``summary.json``."""
+    import torch  # noqa: F401  (fail here, clearly, if the train extra is missing)
+
+    from edgeft.train.centralized import CentralizedTrainer
+    from edgeft.train.data import encode, read_glue, shard_indices, task_spec
+    from edgeft.train.executor import DeftExecutor
+    from edgeft.train.models import add_lora, load_classifier, load_tokenizer
+
+    spec = task_spec(cfg.task)
+    task_dir = Path(out) / spec.name
+    task_dir.mkdir(parents=True, exist_ok=True)
+
+    # Data: the task's train and dev splits, tokenised once; device shards.
+    tokenizer = load_tokenizer(cfg.model)
+    train_ex = read_glue(spec.name, "train", cfg.glue_dir)
+    dev_ex = read_glue(spec.name, "dev", cfg.glue_dir)
+    if cfg.train_limit:
+        train_ex = train_ex.subset(range(min(cfg.train_limit, len(train_ex))))
+    if cfg.dev_limit:
+        dev_ex = dev_ex.subset(range(min(cfg.dev_limit, len(dev_ex))))
+    train = encode(train_ex, tokenizer, max_length=cfg.seq_len)
+    dev = encode(dev_ex, tokenizer, max_length=cfg.seq_len)
+    shards = shard_indices(train_ex.labels, cfg.num_devices, cfg.dirichlet_alpha, cfg.seed)
+
+    def fresh_blocks():
+        return add_lora(load_classifier(cfg.model, num_labels=spec.num_labels, seed=cfg.seed))
+
+    # Allocations: the simulator decides every scheme's rounds from the cost model.
+    profile = cost_profile(cfg, fresh_blocks())
+    trace = allocation_trace(cfg, profile)
+
+    common = dict(task=spec.name, dev=dev, tau=cfg.tau, batch_size=cfg.batch_size, lr=cfg.lr,
+                  eval_every=cfg.eval_every, checkpoint_every=cfg.eval_every, seed=cfg.seed,
+                  progress=cfg.progress)
+    runs = {}
+    for scheme in cfg.schemes:
+        plans = round_plans(trace, scheme)
+        executor = DeftExecutor(fresh_blocks(), train, shards, out_dir=task_dir / scheme,
+                                **common)
+        result = executor.run(plans)
+        runs[scheme] = {"rounds_run": len(plans),
+                        "rounds_lost": int(cfg.rounds - len(plans)),
+                        "modelled_time_s": result.modelled_time_s,
+                        "host_s": result.host_s}
+    if cfg.centralized:
+        central = CentralizedTrainer(fresh_blocks(), train, out_dir=task_dir / "centralized",
+                                     **common)
+        result = central.run(cfg.rounds)
+        runs["centralized"] = {"rounds_run": cfg.rounds, "host_s": result.host_s}
+
+    summary = {
+        "task": spec.name,
+        "metric": spec.metric,
+        "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+        "cost_model": profile.to_json(),
+        "runs": runs,
+        "curves": {name: read_curve(task_dir / name, spec.metric) for name in runs},
+    }
+    (task_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_fig7(summary, task_dir / "fig7.png")
+    return summary
+
+
+def read_curve(run_dir: Path, metric: str) -> dict:
+    """(round, modelled time, metric) of a run's evaluated rounds, from its trace."""
+    from edgeft.train.checkpoint import read_trace
+
+    rows = [r for r in read_trace(run_dir / "trace.jsonl") if "metric" in r]
+    return {
+        "round": [int(r["round"]) for r in rows],
+        "modelled_time_s": [float(r.get("modelled_time_s", 0.0)) for r in rows],
+        "metric": [float(r["metric"][metric]) for r in rows],
+    }
+
+
+def time_to_target(curve: dict, target: float) -> float:
+    """Modelled time of the first evaluation at or above ``target`` (inf if never)."""
+    for t, m in zip(curve["modelled_time_s"], curve["metric"], strict=True):
+        if m >= target:
+            return t
+    return float("inf")
+
+
+def plot_fig7(summary: dict, path: Path) -> None:
+    """Metric against modelled time, one line per scheme, centralized best as a reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, curve in summary["curves"].items():
+        if name == "centralized":
+            if curve["metric"]:
+                ax.axhline(max(curve["metric"]), color="k", ls="--", lw=1,
+                           label="centralized (best, same steps)")
+            continue
+        ax.plot(curve["modelled_time_s"], curve["metric"], marker="o", ms=3, label=name)
+    ax.set_xlabel("modelled DEFT time (s)")
+    ax.set_ylabel(f"dev {summary['metric']}")
+    ax.set_title(f"{summary['task']}: dev {summary['metric']} vs modelled time (paper Fig. 7)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
+    """Table I: per task, each scheme's modelled time to reach ``target_share`` of the
+    centralized run's best metric; read from the studies under ``out``."""
+    rows = []
+    for path in sorted(Path(out).glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        curves = summary["curves"]
+        if "centralized" not in curves or not curves["centralized"]["metric"]:
+            continue
+        target = target_share * max(curves["centralized"]["metric"])
+        row = {"task": summary["task"], "metric": summary["metric"], "target": target}
+        for name, curve in curves.items():
+            if name != "centralized":
+                row[name] = time_to_target(curve, target)
+        rows.append(row)
+    return rows
+

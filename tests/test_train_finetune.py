@@ -1,0 +1,89 @@
+"""The fine-tuning study: plans from the simulator, Table I from traces, and one small real run."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeft.train.finetune import time_table, time_to_target
+
+REPO = Path(__file__).resolve().parents[1]
+GLUE = Path(os.environ.get("EDGEFT_GLUE_DIR") or REPO.parent / "shared" / "data" / "glue")
+
+
+def test_time_to_target_is_the_first_evaluation_reaching_it():
+    curve = {"modelled_time_s": [1.0, 2.0, 3.0, 4.0], "metric": [0.5, 0.8, 0.7, 0.9]}
+    assert time_to_target(curve, 0.75) == 2.0
+    assert time_to_target(curve, 0.9) == 4.0
+    assert time_to_target(curve, 0.95) == float("inf")
+
+
+def test_time_table_uses_a_share_of_the_centralized_best(tmp_path):
+    summary = {
+        "task": "MRPC", "metric": "f1",
+        "curves": {
+            "centralized": {"modelled_time_s": [0, 0], "metric": [0.8, 0.9]},
+            "comm-aware": {"modelled_time_s": [10.0, 20.0], "metric": [0.5, 0.86]},
+            "ba": {"modelled_time_s": [5.0, 9.0], "metric": [0.86, 0.88]},
+        },
+    }
+    (tmp_path / "MRPC").mkdir()
+    (tmp_path / "MRPC" / "summary.json").write_text(json.dumps(summary))
+    (row,) = time_table(tmp_path, 0.95)
+    assert row["target"] == pytest.approx(0.855)
+    assert row["comm-aware"] == 20.0 and row["ba"] == 5.0
+
+
+def test_round_plans_skip_memory_wall_rounds_and_carry_the_modelled_latency():
+    from edgeft.sim import SimSystem, simulate
+    from edgeft.train.finetune import round_plans
+
+    trace = simulate(SimSystem.generated(num_devices=14, num_blocks=12), 30, seed=3,
+                     schemes=("comm-aware", "jbba"))
+    for scheme in ("comm-aware", "jbba"):
+        s = trace.index(scheme)
+        plans = round_plans(trace, scheme)
+        assert len(plans) == int(trace.feasible()[s].sum())
+        for plan in plans:
+            r = plan.round - 1
+            assert plan.latency_s == trace.latency_s[s, r]
+            assert plan.device_of_block == trace.device[s, r].tolist()
+            assert len(set(plan.device_of_block)) == 12
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (GLUE / "SST-2").is_dir(), reason=f"GLUE SST-2 not found at {GLUE}")
+def test_finetune_command_runs_resumes_and_tables(tmp_path, capsys):
+    from edgeft.cli import main
+
+    args = ["finetune", "--task", "sst2", "--glue-dir", str(GLUE), "--train-limit", "160",
+            "--dev-limit", "48", "--rounds", "4", "--eval-every", "2", "--devices", "8",
+            "--schemes", "comm-aware,jbba", "--seq-len", "32", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    task = tmp_path / "SST-2"
+    summary = json.loads((task / "summary.json").read_text())
+    assert set(summary["curves"]) == {"comm-aware", "jbba", "centralized"}
+    assert (task / "fig7.png").stat().st_size > 0
+    jbba = summary["curves"]["jbba"]
+    assert jbba["round"] == [2, 4] and np.all(np.diff(jbba["modelled_time_s"]) > 0)
+    assert summary["runs"]["jbba"]["modelled_time_s"] > 0
+    # Rerunning the same command resumes: nothing is recomputed, the traces stay the same.
+    before = (task / "jbba" / "trace.jsonl").read_text()
+    assert main(args) == 0
+    assert (task / "jbba" / "trace.jsonl").read_text() == before
+    capsys.readouterr()
+    assert main(["table", "--runs", str(tmp_path)]) == 0
+    assert "| SST-2 | accuracy |" in capsys.readouterr().out
+
+
+def test_finetune_rejects_bad_options(capsys):
+    from edgeft.cli import main
+
+    assert main(["finetune", "--schemes", "ba,nope"]) == 2
+    assert "--schemes" in capsys.readouterr().err
+    assert main(["finetune", "--rounds", "0"]) == 2
+    assert "--rounds" in capsys.readouterr().err
+    assert main(["finetune", "--task", "MNLI", "--glue-dir", str(GLUE)]) == 2
+    assert "MNLI" in capsys.readouterr().err
