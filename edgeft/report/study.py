@@ -35,7 +35,7 @@ class StudyConfig:
     (paper §VI-A3), the whole file, its own mean SNR and its own budget for a scenario file.
     """
 
-    rounds: int = 400
+    rounds: int = 800
     seed: int = 0
     num_blocks: int = 12
     num_devices: int | None = None

@@ -29,7 +29,7 @@ def add_subparsers(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 3 points per sweep, 40 rounds (unless --rounds)")
     p.add_argument("--rounds", type=int, metavar="R",
-                   help="rounds per point (default 400, 40 with --quick)")
+                   help="rounds per point (default 800, 40 with --quick)")
     p.add_argument("--seed", type=int, default=0,
                    help="devices from SEED, round draws from SEED + 1")
     p.add_argument("--scenario", metavar="FILE",
