@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 
 from edgeft.errors import EdgeftError, ScenarioError
@@ -105,12 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     # torch's OpenMP threads busy-wait by default, which starves a small shared machine;
     # this must be set before torch is imported (the commands import it lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A polite kill (SIGTERM) stops like Ctrl-C, so long runs write their checkpoint first.
+    signal.signal(signal.SIGTERM, _interrupt)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

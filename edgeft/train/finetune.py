@@ -6,7 +6,8 @@ executor then runs each scheme's allocations on the real model, so the schemes d
 which device's data feeds which block and in how long each round takes in the modelled
 deployment. A centralized run with the same optimiser and the same number of steps is the
 oracle. Everything lands under ``out/<task>/``: one folder per run with its ``trace.jsonl``
-and checkpoint (so an interrupted study resumes), ``summary.json`` and ``fig7.png``.
+and checkpoint (so an interrupted study resumes), ``summary.json`` and ``fig7.png``; the
+summary's curves cover every run found there, so schemes can be added in later invocations.
 
 Cost model of the modelled time: the analytic FLOPs-and-activations profile
 (:func:`edgeft.system.profile.analytic_profile`) of the *trained* model's architecture, with the
@@ -165,7 +166,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
         "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
         "cost_model": profile.to_json(),
         "runs": runs,
-        "curves": {name: read_curve(task_dir / name, spec.metric) for name in runs},
+        "curves": {p.name: read_curve(p, spec.metric)
+                   for p in sorted(task_dir.iterdir()) if (p / "trace.jsonl").exists()},
     }
     (task_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_fig7(summary, task_dir / "fig7.png")
