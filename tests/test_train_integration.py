@@ -47,7 +47,7 @@ def test_deft_rounds_on_minilm_reduce_the_loss(tmp_path):
 
     # Plans as a scheduler would hand them over: a permutation of devices, a modelled latency.
     rng = np.random.default_rng(0)
-    plans = [RoundPlan(r, rng.permutation(6).tolist(), 2.5) for r in range(1, 13)]
+    plans = [RoundPlan(r, rng.permutation(6).tolist(), 2.5) for r in range(1, 19)]
     executor = DeftExecutor(
         blocks,
         train,
@@ -57,15 +57,15 @@ def test_deft_rounds_on_minilm_reduce_the_loss(tmp_path):
         tau=1,
         batch_size=16,
         lr=3e-3,
-        eval_every=6,
+        eval_every=9,
         out_dir=tmp_path,
-        checkpoint_every=6,
+        checkpoint_every=9,
         progress=False,
     )
     result = executor.run(plans)
 
     losses = [r["loss"] for r in result.records]
-    assert len(losses) == 12 and result.modelled_time_s == pytest.approx(30.0)
+    assert len(losses) == 18 and result.modelled_time_s == pytest.approx(45.0)
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.03, losses
     after = result.final_metric
     assert after["loss"] < before["loss"] - 0.03, (before, after)
