@@ -25,21 +25,46 @@ class MemoryWallError(InfeasibleError):
 def place_on_chosen(problem: DeftProblem, ranked: np.ndarray, scheme: str) -> Allocation:
     """Deepest block first onto the best-ranked chosen device whose memory holds it."""
     k = problem.num_blocks
-    free = list(ranked[:k])
-    device = np.empty(k, dtype=int)
-    for d in range(k - 1, -1, -1):
+    if problem.num_devices < k:
+        raise InfeasibleError(f"no allocation: {k} blocks need {k} distinct devices, "
+                              f"there are {problem.num_devices}")
+    chosen = np.asarray(ranked[:k])
+    device, wall = place_deepest_first(chosen[None], problem.memory_avail_bytes[chosen][None],
+                                       problem.memory_need_bytes)
+    if wall[0]:
+        free = sorted(problem.memory_avail_bytes[chosen], reverse=True)
+        # The deepest block that finds no chosen device left (nested memory: count from the top).
+        d = next(d for d in range(k - 1, -1, -1)
+                 if sum(m >= problem.memory_need_bytes[d] for m in free) < k - d)
         need = problem.memory_need_bytes[d]
-        pick = next((n for n in free if problem.memory_avail_bytes[n] >= need), None)
-        if pick is None:
-            most = max(problem.memory_avail_bytes[n] for n in ranked[:k])
-            raise MemoryWallError(
-                f"{scheme}: memory wall: block {d + 1} (and the {d} shallower) cannot be placed "
-                f"on the chosen devices; block {d + 1} needs {need:.4g} bytes, the chosen "
-                f"devices' largest free memory is {most:.4g} bytes"
-            )
-        free.remove(pick)
-        device[d] = pick
-    return equal_bandwidth(problem, device)
+        raise MemoryWallError(
+            f"{scheme}: memory wall: block {d + 1} (and the {d} shallower) cannot be placed "
+            f"on the chosen devices; block {d + 1} needs {need:.4g} bytes, the chosen "
+            f"devices' largest free memory is {free[0]:.4g} bytes"
+        )
+    return equal_bandwidth(problem, device[0])
+
+
+def place_deepest_first(chosen: np.ndarray, memory_chosen: np.ndarray,
+                        memory_need_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks onto each round's chosen devices, deepest first, best-ranked device that holds it.
+
+    ``chosen`` (R, K) lists each round's devices in rank order, ``memory_chosen`` their memory.
+    Returns ``(device (R, K), wall (R,))``; ``wall`` marks rounds that hit the memory wall.
+    """
+    r, k = chosen.shape
+    free = np.ones((r, k), dtype=bool)
+    device = np.full((r, k), -1, dtype=np.int64)
+    wall = np.zeros(r, dtype=bool)
+    rows = np.arange(r)
+    for d in range(k - 1, -1, -1):
+        cand = free & (memory_chosen >= memory_need_bytes[d])
+        j = np.argmax(cand, axis=1)
+        wall |= ~cand[rows, j]
+        device[:, d] = chosen[rows, j]
+        free[rows, j] = False
+    device[wall] = -1
+    return device, wall
 
 
 def comm_aware(problem: DeftProblem) -> Allocation:

@@ -77,31 +77,37 @@ def crunch_threshold_kn(latency_kn: np.ndarray) -> float:
 
 def crunch_kn(latency_kn: np.ndarray) -> tuple[float, np.ndarray]:
     """:func:`crunch` on the transposed (K, N) matrix, the layout the hot path builds directly."""
-    k, n = latency_kn.shape
+    t_star, device = batched_crunch(latency_kn[None])
+    if not np.isfinite(t_star[0]):
+        return np.inf, np.empty(0, dtype=int)
+    return float(t_star[0]), device[0]
+
+
+def batched_crunch(latency_rkn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CRUNCH on each of R (K, N) latency matrices: ``(T* (R,), device (R, K))``.
+
+    Rows of each matrix are block depths (nondecreasing down each column, property (10)), ``inf``
+    marks forbidden pairs. Where no assignment exists T* is ``inf`` and the devices are -1.
+    Agrees with :func:`edgeft.deft.crunch.crunch_kn` round by round, assignment included.
+    """
+    r, k, n = latency_rkn.shape
     if n < k:
-        return np.inf, np.empty(0, dtype=int)
-    vals, idx = column_candidates(latency_kn, k)
-    need = k - np.arange(k) - 1  # column d (0-based) needs K - d smallest entries
-    t_star = float(np.max(vals[np.arange(k), need]))
-    if not np.isfinite(t_star):
-        return np.inf, np.empty(0, dtype=int)
-    return t_star, _assign_deepest_first(vals, idx, t_star)
-
-
-def _assign_deepest_first(vals: np.ndarray, idx: np.ndarray, t_star: float) -> np.ndarray:
-    """Deepest block first, each takes its fastest unused device with latency <= T*."""
-    k = vals.shape[0]
-    device = np.empty(k, dtype=int)
-    used: set[int] = set()
-    for d in range(k - 1, -1, -1):
-        for v, n in zip(vals[d], idx[d], strict=True):
-            if v > t_star:
-                raise AssertionError("CRUNCH invariant broken: no device within T*")  # unreachable
-            if n not in used:
-                used.add(int(n))
-                device[d] = n
-                break
-    return device
+        return np.full(r, np.inf), np.full((r, k), -1, dtype=np.int64)
+    vals, idx = column_candidates(latency_rkn.reshape(r * k, n), k)
+    vals, idx = vals.reshape(r, k, -1), idx.reshape(r, k, -1)
+    need = k - np.arange(k) - 1  # row d (0-based) needs its K - d smallest entries
+    t_star = np.max(vals[:, np.arange(k), need], axis=1)
+    device = np.full((r, k), -1, dtype=np.int64)
+    ok = np.flatnonzero(np.isfinite(t_star))
+    used = np.zeros((ok.size, n), dtype=bool)
+    rows = np.arange(ok.size)
+    for d in range(k - 1, -1, -1):  # deepest block first: its fastest unused device within T*
+        cand = idx[ok, d]  # (r_ok, K) in increasing latency
+        free = ~used[rows[:, None], cand] & (vals[ok, d] <= t_star[ok, None])
+        pick = cand[rows, np.argmax(free, axis=1)]  # nesting guarantees a free one (Prop. 1)
+        device[ok, d] = pick
+        used[rows, pick] = True
+    return t_star, device
 
 
 def proposition1_feasible(counts, num_blocks: int) -> bool:
@@ -131,6 +137,5 @@ def crunch_by_cutting(latency) -> tuple[float, np.ndarray]:
             break
         feasible_counts = counts.copy()
     allowed = np.arange(k)[None, :] < feasible_counts[:, None]
-    masked = np.where(allowed, L, np.inf)
-    vals, idx = column_candidates(np.ascontiguousarray(masked.T), k)
-    return float(t_star), _assign_deepest_first(vals, idx, float(t_star))
+    _, device = batched_crunch(np.ascontiguousarray(np.where(allowed, L, np.inf).T)[None])
+    return float(t_star), device[0]

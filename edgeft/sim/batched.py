@@ -11,10 +11,9 @@ Same trace as :func:`edgeft.sim.loop.run_rounds`, faster:
   (their iterations do not batch), sharing the reference loop's code.
 
 Unavailable devices enter the tensors as forbidden (``inf``) pairs instead of being removed, so
-device indices are the system's throughout. :func:`batched_crunch` and
-:func:`place_deepest_first` are batched twins of ``edgeft.deft.crunch._assign_deepest_first`` and
-``edgeft.deft.baselines.place_on_chosen``; they belong beside them once ``edgeft.deft`` has a
-batched API.
+device indices are the system's throughout. The batched kernels live with the single-round
+schedulers they generalise: :func:`edgeft.deft.crunch.batched_crunch` and
+:func:`edgeft.deft.baselines.place_deepest_first`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ import time
 
 import numpy as np
 
-from edgeft.deft.crunch import column_candidates
+from edgeft.deft.baselines import place_deepest_first
+from edgeft.deft.crunch import batched_crunch
 from edgeft.sim.draws import RoundConditions
 from edgeft.sim.loop import STUDY_SCHEMES, _check_schemes, available_problem, schedule_round
 from edgeft.sim.system import SimSystem
@@ -32,53 +32,6 @@ from edgeft.system.channel import upload_latency_s
 from edgeft.system.latency import compute_latency_s
 
 BATCHED = ("ba", "comm-aware", "comp-aware", "random")
-
-
-def batched_crunch(latency_rkn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CRUNCH on each of R (K, N) latency matrices: ``(T* (R,), device (R, K))``.
-
-    Rows of each matrix are block depths (nondecreasing down each column, property (10)), ``inf``
-    marks forbidden pairs. Where no assignment exists T* is ``inf`` and the devices are -1.
-    Agrees with :func:`edgeft.deft.crunch.crunch_kn` round by round, assignment included.
-    """
-    r, k, n = latency_rkn.shape
-    vals, idx = column_candidates(latency_rkn.reshape(r * k, n), k)
-    vals, idx = vals.reshape(r, k, -1), idx.reshape(r, k, -1)
-    need = k - np.arange(k) - 1  # row d (0-based) needs its K - d smallest entries
-    t_star = np.max(vals[:, np.arange(k), need], axis=1)
-    device = np.full((r, k), -1, dtype=np.int64)
-    ok = np.flatnonzero(np.isfinite(t_star))
-    used = np.zeros((ok.size, n), dtype=bool)
-    rows = np.arange(ok.size)
-    for d in range(k - 1, -1, -1):  # deepest block first: its fastest unused device within T*
-        cand = idx[ok, d]  # (r_ok, K) in increasing latency
-        free = ~used[rows[:, None], cand] & (vals[ok, d] <= t_star[ok, None])
-        pick = cand[rows, np.argmax(free, axis=1)]  # nesting guarantees a free one (Prop. 1)
-        device[ok, d] = pick
-        used[rows, pick] = True
-    return t_star, device
-
-
-def place_deepest_first(chosen: np.ndarray, memory_chosen: np.ndarray,
-                        memory_need_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Blocks onto each round's chosen devices, deepest first, best-ranked device that holds it.
-
-    ``chosen`` (R, K) lists each round's devices in rank order, ``memory_chosen`` their memory.
-    Returns ``(device (R, K), wall (R,))``; ``wall`` marks rounds that hit the memory wall.
-    """
-    r, k = chosen.shape
-    free = np.ones((r, k), dtype=bool)
-    device = np.full((r, k), -1, dtype=np.int64)
-    wall = np.zeros(r, dtype=bool)
-    rows = np.arange(r)
-    for d in range(k - 1, -1, -1):
-        cand = free & (memory_chosen >= memory_need_bytes[d])
-        j = np.argmax(cand, axis=1)
-        wall |= ~cand[rows, j]
-        device[:, d] = chosen[rows, j]
-        free[rows, j] = False
-    device[wall] = -1
-    return device, wall
 
 
 def _ranked(system: SimSystem, cond: RoundConditions, scheme: str) -> np.ndarray:
