@@ -14,15 +14,7 @@ from edgeft.train.executor import DeftExecutor, RoundPlan  # noqa: E402
 from edgeft.train.metrics import evaluate  # noqa: E402
 from edgeft.train.models import add_lora, load_classifier, load_tokenizer  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: with other processes on the cores, OpenMP spin-waits make two
-    threads many times slower than one (set OMP_WAIT_POLICY=PASSIVE to use both safely)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,15 +15,7 @@ from edgeft.train.models import (  # noqa: E402
     random_config,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: with other processes on the cores, OpenMP spin-waits make two
-    threads many times slower than one (set OMP_WAIT_POLICY=PASSIVE to use both safely)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
