@@ -236,3 +236,22 @@ def test_centralized_trace_and_resume(tmp_path):
     for name, tensor in again.blocks.state_dict().items():
         assert torch.equal(tensor, ref.blocks.state_dict()[name])
     assert _strip(read_trace(tmp_path / "b" / TRACE_FILE)) == _strip(trace)
+
+
+def test_linear_lr_decay_follows_the_updates_and_resumes_identically(tmp_path):
+    plans = _plans(6)
+    whole = _executor(tmp_path / "whole", lr_decay_steps=6)
+    whole.run(plans)
+    assert whole.updates == 6
+    assert whole.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * (1 - 5 / 6))
+    first = _executor(tmp_path / "parts", lr_decay_steps=6)
+    first.run(plans[:4])  # checkpoint after round 4
+    second = _executor(tmp_path / "parts", lr_decay_steps=6)
+    second.run(plans)
+    assert second.updates == 6
+    for name, p in whole.blocks.trainable_parameters().items():
+        assert torch.equal(p, second.blocks.trainable_parameters()[name]), name
+    assert read_trace(tmp_path / "whole" / TRACE_FILE) != []
+    assert _strip(read_trace(tmp_path / "whole" / TRACE_FILE)) == _strip(
+        read_trace(tmp_path / "parts" / TRACE_FILE)
+    )

@@ -43,6 +43,7 @@ class CentralizedTrainer(RoundLoop):
         seed: int = 0,
         step_latency_s: float = 0.0,
         progress: bool = True,
+        lr_decay_steps: int = 0,
     ):
         if not step_latency_s >= 0:
             raise ScenarioError("step_latency_s", step_latency_s, "a non-negative latency")
@@ -65,6 +66,7 @@ class CentralizedTrainer(RoundLoop):
             progress=progress,
             seed=seed,
             config=config,
+            lr_decay_steps=lr_decay_steps,
         )
 
     def run_step(self) -> dict:

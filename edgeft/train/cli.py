@@ -137,6 +137,8 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=d.seq_len)
     p.add_argument("--tau", type=int, default=d.tau)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--constant-lr", action="store_true",
+                   help="no linear decay of the learning rate over the rounds")
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--snr-db", type=float, default=d.snr_db)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -171,7 +173,8 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
         cfg = FinetuneConfig(
             task=task, glue_dir=args.glue_dir, model=args.model, schemes=schemes,
             num_devices=args.devices, rounds=args.rounds, batch_size=args.batch_size,
-            seq_len=args.seq_len, tau=args.tau, lr=args.lr, eval_every=args.eval_every,
+            seq_len=args.seq_len, tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
+            eval_every=args.eval_every,
             snr_db=args.snr_db, seed=args.seed, dirichlet_alpha=args.dirichlet_alpha,
             train_limit=args.train_limit, dev_limit=args.dev_limit,
             centralized=not args.no_centralized, profile=args.profile, progress=not args.quiet,

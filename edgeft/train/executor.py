@@ -80,6 +80,7 @@ class DeftExecutor(RoundLoop):
         checkpoint_every: int = 0,
         seed: int = 0,
         progress: bool = True,
+        lr_decay_steps: int = 0,
     ):
         if not shards:
             raise ScenarioError("shards", shards, "one index array per device")
@@ -100,6 +101,7 @@ class DeftExecutor(RoundLoop):
             progress=progress,
             seed=seed,
             config=config,
+            lr_decay_steps=lr_decay_steps,
         )
 
     def check_plan(self, plan: RoundPlan) -> None:

@@ -44,6 +44,7 @@ class FinetuneConfig:
     seq_len: int = 64
     tau: int = 1
     lr: float = 2e-3
+    lr_decay: bool = True  # linear decay to 0 over the rounds (the LoRA paper's GLUE recipe)
     eval_every: int = 25
     snr_db: float = 10.0
     seed: int = 0
@@ -143,7 +144,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
 
     common = dict(task=spec.name, dev=dev, tau=cfg.tau, batch_size=cfg.batch_size, lr=cfg.lr,
                   eval_every=cfg.eval_every, checkpoint_every=cfg.eval_every, seed=cfg.seed,
-                  progress=cfg.progress)
+                  progress=cfg.progress, lr_decay_steps=cfg.rounds if cfg.lr_decay else 0)
     runs = {}
     for scheme in cfg.schemes:
         plans = round_plans(trace, scheme)

@@ -71,19 +71,25 @@ class RoundLoop:
         progress: bool = True,
         seed: int = 0,
         config: dict | None = None,
+        lr_decay_steps: int = 0,
     ):
         if tau < 1:
             raise ScenarioError("tau", tau, "a positive number of local iterations")
         if not lr > 0:
             raise ScenarioError("lr", lr, "a positive learning rate")
+        if lr_decay_steps < 0:
+            raise ScenarioError("lr_decay_steps", lr_decay_steps, "0 (constant) or a step count")
         self.blocks, self.train, self.streams = blocks, train, streams
         self.task, self.dev, self.tau, self.lr = task, dev, int(tau), float(lr)
         self.eval_every, self.eval_batch_size = int(eval_every), int(eval_batch_size)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint_every, self.progress = int(checkpoint_every), progress
-        self.config = {"kind": self.kind, "tau": self.tau, "lr": self.lr, **(config or {})}
+        self.lr_decay_steps = int(lr_decay_steps)
+        self.config = {"kind": self.kind, "tau": self.tau, "lr": self.lr,
+                       "lr_decay_steps": self.lr_decay_steps, **(config or {})}
         self.optimizer = torch.optim.Adam(list(blocks.trainable_parameters().values()), lr=self.lr)
         self.round = 0
+        self.updates = 0  # Adam steps taken
         self.modelled_time_s = 0.0
         self._torch_rng = torch.Generator().manual_seed(int(seed)).get_state()
         self._completed = self.state_dict()
@@ -105,7 +111,12 @@ class RoundLoop:
         params = self.blocks.trainable_parameters()
         for name, p in params.items():
             p.grad = grads.get(name)
+        if self.lr_decay_steps:  # linear decay to 0, as in the LoRA paper's GLUE recipe
+            scale = max(0.0, 1.0 - self.updates / self.lr_decay_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * scale
         self.optimizer.step()
+        self.updates += 1
         for p in params.values():
             p.grad = None
 
@@ -119,6 +130,7 @@ class RoundLoop:
         return {
             "config": dict(self.config),
             "round": self.round,
+            "updates": self.updates,
             "modelled_time_s": self.modelled_time_s,
             "trainable": self.blocks.state_dict(),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -135,6 +147,7 @@ class RoundLoop:
         for stream, s in zip(self.streams, state["streams"], strict=True):
             stream.load_state(s)
         self.round, self.modelled_time_s = int(state["round"]), float(state["modelled_time_s"])
+        self.updates = int(state["updates"])
         self._completed = self.state_dict()
 
     @property
