@@ -13,14 +13,8 @@ import math
 
 import numpy as np
 
+from edgeft.report.paper import TABLE_I
 from edgeft.sim.trace import INFEASIBLE, MEMORY_WALL, Trace
-
-# Paper Table I: time (s) to reach the target accuracy on eight GLUE tasks.
-PAPER_TABLE1 = {
-    "comm-aware": (97.47, 15.74, 9.51, 119.18, 32.67, 90.46, 32.32, 54.30),
-    "ba": (69.86, 11.44, 5.81, 87.42, 24.15, 58.57, 24.05, 38.69),
-    "jbba": (58.45, 9.74, 5.12, 71.92, 20.11, 50.66, 19.91, 34.02),
-}
 
 CSV_FIELDS = (
     "sweep", "x", "scheme", "rounds", "common_rounds", "mean_latency_s", "ci95_low_s",
@@ -108,7 +102,7 @@ def latency_ratio(trace: Trace, num: str, den: str, resamples: int = 2000,
 
 def paper_table1_range(num: str, den: str) -> tuple[float, float]:
     """Smallest and largest per-task ratio of Table I times, ``num / den``."""
-    r = np.array(PAPER_TABLE1[num]) / np.array(PAPER_TABLE1[den])
+    r = np.array(TABLE_I[num]) / np.array(TABLE_I[den])
     return float(r.min()), float(r.max())
 
 

