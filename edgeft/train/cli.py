@@ -130,16 +130,22 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--glue-dir", default=None,
                    help="GLUE directory in the standard TSV layout (or $EDGEFT_GLUE_DIR)")
     p.add_argument("--model", default=None, help="model directory or name (default: MiniLM)")
-    p.add_argument("--schemes", default=",".join(STUDY_SCHEMES), help="comma-separated")
+    p.add_argument("--schemes", default=None,
+                   help=f"comma-separated (default {','.join(STUDY_SCHEMES)}; with --task all, "
+                   "the paper's comm-aware,ba,jbba)")
     p.add_argument("--devices", type=int, default=d.num_devices)
-    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"rounds (default {d.rounds}; with --task all, the per-task plan)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--seq-len", type=int, default=d.seq_len)
+    p.add_argument("--seq-len", type=int, default=None,
+                   help=f"tokens (default {d.seq_len}; with --task all, the per-task plan)")
     p.add_argument("--tau", type=int, default=d.tau)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--constant-lr", action="store_true",
                    help="no linear decay of the learning rate over the rounds")
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--eval-every", type=int, default=None,
+                   help=f"rounds between evaluations (default {d.eval_every}; with --task all, "
+                   "a tenth of the rounds)")
     p.add_argument("--snr-db", type=float, default=d.snr_db)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--dirichlet-alpha", type=float, default=None,
@@ -156,28 +162,43 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
 
 def run_finetune_cmd(args: argparse.Namespace) -> int:
     from edgeft.deft.schedule import SCHEMES
-    from edgeft.train.finetune import TABLE_PLAN, FinetuneConfig, run_finetune
+    from edgeft.train.finetune import (
+        STUDY_SCHEMES,
+        TABLE_PLAN,
+        TABLE_SCHEMES,
+        FinetuneConfig,
+        run_finetune,
+    )
 
-    schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
+    every = args.task.lower() == "all"
+    if args.schemes is None:
+        schemes = TABLE_SCHEMES if every else STUDY_SCHEMES
+    else:
+        schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
     unknown = [s for s in schemes if s not in SCHEMES]
     if unknown or not schemes:
         raise ScenarioError("--schemes", args.schemes, f"names among {', '.join(SCHEMES)}")
     for name in ("devices", "rounds", "batch_size", "seq_len", "tau", "eval_every"):
         value = getattr(args, name)
-        if value <= 0:
+        if value is not None and value <= 0:
             raise ScenarioError("--" + name.replace("_", "-"), value, "a positive integer")
     if not args.lr > 0:
         raise ScenarioError("--lr", args.lr, "a positive learning rate")
-    tasks = tuple(TABLE_PLAN) if args.task.lower() == "all" else (args.task,)
+    default = FinetuneConfig()
+    tasks = tuple(TABLE_PLAN) if every else (args.task,)
     for task in tasks:
+        planned = TABLE_PLAN[task] if every else None
+        rounds = args.rounds or (planned[0] if planned else default.rounds)
+        seq_len = args.seq_len or (planned[1] if planned else default.seq_len)
+        eval_every = args.eval_every or (max(rounds // 10, 1) if planned else default.eval_every)
         cfg = FinetuneConfig(
             task=task, glue_dir=args.glue_dir, model=args.model, schemes=schemes,
-            num_devices=args.devices, rounds=args.rounds, batch_size=args.batch_size,
-            seq_len=args.seq_len, tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
-            eval_every=args.eval_every,
-            snr_db=args.snr_db, seed=args.seed, dirichlet_alpha=args.dirichlet_alpha,
-            train_limit=args.train_limit, dev_limit=args.dev_limit,
-            centralized=not args.no_centralized, profile=args.profile, progress=not args.quiet,
+            num_devices=args.devices, rounds=rounds, batch_size=args.batch_size,
+            seq_len=seq_len, tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
+            eval_every=eval_every, snr_db=args.snr_db, seed=args.seed,
+            dirichlet_alpha=args.dirichlet_alpha, train_limit=args.train_limit,
+            dev_limit=args.dev_limit, centralized=not args.no_centralized, profile=args.profile,
+            progress=not args.quiet,
         )
         summary = run_finetune(cfg, args.out)
         metric = summary["metric"]
