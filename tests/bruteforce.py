@@ -61,19 +61,21 @@ def brute_equal_band(problem) -> float:
     return best
 
 
-def _aligned_latency(t, s, payload, budget) -> float:
-    """Least T with sum_k D / (s_k (T - t_k)) <= B, by plain bisection (independent code)."""
+def aligned_latency(t, s, payload, budget) -> float:
+    """Least T with sum_k D / (s_k (T - t_k)) <= B, by plain bisection to float resolution
+    (independent code)."""
     lo = max(t)
     hi = lo + sum(payload / (sk * budget) for sk in s) + 1e-300
-    for _ in range(200):
+    while True:
         mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            return hi
         need = sum(payload / (sk * (mid - tk)) if mid > tk else math.inf
                    for tk, sk in zip(t, s, strict=True))
         if need <= budget:
             hi = mid
         else:
             lo = mid
-    return hi
 
 
 def brute_joint(problem) -> float:
@@ -81,7 +83,7 @@ def brute_joint(problem) -> float:
     best = math.inf
     for perm, t in _maps(problem):
         s = [problem.spectral_eff[i] for i in perm]
-        best = min(best, _aligned_latency(t, s, problem.payload_bits, problem.bandwidth_hz))
+        best = min(best, aligned_latency(t, s, problem.payload_bits, problem.bandwidth_hz))
     return best
 
 

@@ -8,29 +8,13 @@ bisection of ``sum_k D / (s_k (T - t_k)) = B``; at moderate and at extreme magni
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from bruteforce import aligned_latency
 
 from edgeft.deft.bandwidth import aligned_bandwidth, lemma1_bandwidth
 from edgeft.deft.problem import DeftProblem
 from edgeft.deft.schedule import schedule_arrays
-
-
-def bisect_latency(t, s, payload, budget) -> float:
-    lo = max(t)
-    hi = lo + sum(payload / (sk * budget) for sk in s)
-    while True:
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            return hi
-        need = sum(payload / (sk * (mid - tk)) if mid > tk else math.inf
-                   for tk, sk in zip(t, s, strict=True))
-        if need <= budget:
-            hi = mid
-        else:
-            lo = mid
 
 
 def check(t, s, payload, budget):
@@ -41,7 +25,7 @@ def check(t, s, payload, budget):
     finish = t + payload / (band * s)
     args = (t.tolist(), s.tolist(), payload, budget)
     assert finish.max() <= T * (1 + 1e-9), (args, finish.tolist(), T)
-    assert T == pytest.approx(bisect_latency(*args), rel=1e-9), args
+    assert T == pytest.approx(aligned_latency(*args), rel=1e-9), args
 
 
 def test_moderate_magnitudes():
