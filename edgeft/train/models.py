@@ -122,13 +122,17 @@ def load_classifier(model: str | None = None, num_labels: int = 2, seed: int = 0
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
+        bars = hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # the "newly initialised head" notice is expected
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per load floods run logs
         try:
             return AutoModelForSequenceClassification.from_pretrained(
                 source, num_labels=num_labels, problem_type=problem, local_files_only=local
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
     except (OSError, ValueError) as exc:
         what = "a directory holding a transformers model" if local else "a reachable hub model"
         raise ScenarioError("model", model if model is not None else source, what) from exc
