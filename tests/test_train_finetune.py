@@ -87,3 +87,32 @@ def test_finetune_rejects_bad_options(capsys):
     assert "--rounds" in capsys.readouterr().err
     assert main(["finetune", "--task", "MNLI", "--glue-dir", str(GLUE)]) == 2
     assert "MNLI" in capsys.readouterr().err
+
+
+def test_analytic_profile_command_and_its_use_as_the_time_model(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from edgeft.cli import main
+    from edgeft.errors import ScenarioError
+    from edgeft.train.finetune import FinetuneConfig, cost_profile
+
+    out = tmp_path / "rb6.json"
+    assert main(["profile", "--analytic", "roberta-base", "--num-blocks", "6",
+                 "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [b["depth"] for b in data["blocks"]] == [1, 2, 3, 4, 5, 6]
+    assert data["payload_bits"] == 24576 * 32
+    for key in ("compute_s", "memory_bytes"):
+        values = [b[key] for b in data["blocks"]]
+        assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    # finetune takes a given profile's costs and payload as they are ...
+    six = SimpleNamespace(num_blocks=6, payload_bits=lambda: [1.0] * 6)
+    profile = cost_profile(FinetuneConfig(profile=str(out)), six)
+    assert profile.payload_bits == 24576 * 32
+    # ... and refuses one of another block count.
+    four = SimpleNamespace(num_blocks=4, payload_bits=lambda: [1.0] * 4)
+    with pytest.raises(ScenarioError, match="--profile"):
+        cost_profile(FinetuneConfig(profile=str(out)), four)
+    capsys.readouterr()
+    assert main(["profile", "--analytic", "gpt-9", "--out", str(out)]) == 2
+    assert "--analytic" in capsys.readouterr().err

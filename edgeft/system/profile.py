@@ -52,6 +52,14 @@ class TransformerSpec:
         return self.lora_matrices_per_layer * 2 * self.lora_rank * self.hidden
 
 
+# Architectures the analytic model knows by name (``edgeft profile --analytic NAME``).
+KNOWN_SPECS = {
+    "roberta-base": TransformerSpec(),
+    "all-minilm-l6-v2": TransformerSpec(name="all-MiniLM-L6-v2", num_layers=6, hidden=384,
+                                        heads=12, ffn=1536, num_params=22.7e6),
+}
+
+
 @dataclass(frozen=True)
 class Workload:
     """One round of local work: tau iterations of a batch of sequences."""

@@ -35,6 +35,9 @@ def add_profile_subparser(subparsers) -> argparse.ArgumentParser:
         "(default: the installed all-MiniLM-L6-v2)",
     )
     p.add_argument("--out", required=True, help="profile JSON to write")
+    p.add_argument("--analytic", metavar="NAME", default=None,
+                   help="no measurement: the analytic FLOPs-and-activations profile of a known "
+                   "architecture (roberta-base, all-minilm-l6-v2) on the reference device")
     p.add_argument("--plot", default=None, help="Fig. 4 analogue PNG to write")
     p.add_argument("--num-labels", type=int, default=2)
     p.add_argument("--num-blocks", type=int, default=None, help="LoRA blocks (default: all layers)")
@@ -70,8 +73,34 @@ def _scale(value: str) -> float:
     return scale
 
 
+def run_analytic_profile(args: argparse.Namespace) -> int:
+    """``--analytic NAME``: write the analytic profile (paper's cost model) without measuring."""
+    from edgeft.system.profile import KNOWN_SPECS, Workload, analytic_profile
+
+    spec = KNOWN_SPECS.get(args.analytic.lower())
+    if spec is None:
+        raise ScenarioError("--analytic", args.analytic, f"one of {', '.join(KNOWN_SPECS)}")
+    k = args.num_blocks or spec.num_layers
+    if not 1 <= k <= spec.num_layers:
+        raise ScenarioError("--num-blocks", args.num_blocks, f"1..{spec.num_layers}")
+    work = Workload(batch_size=args.batch_size, seq_len=args.seq_len, tau=args.tau)
+    profile = analytic_profile(spec, work, num_blocks=k)
+    profile.meta.update(model=spec.name, batch_size=work.batch_size, seq_len=work.seq_len,
+                        tau=work.tau, dtype="analytic, 16-bit", scale="reference device")
+    profile.save(args.out)
+    if args.plot:
+        from edgeft.train.profiler import plot_fig4
+
+        plot_fig4(profile, args.plot)
+    print(f"analytic profile: {spec.name}, {k} depths -> {args.out}"
+          + (f", plot -> {args.plot}" if args.plot else ""))
+    return 0
+
+
 def run_profile(args: argparse.Namespace) -> int:
     """Build the model, profile every depth, save the profile (and the plot)."""
+    if args.analytic:
+        return run_analytic_profile(args)
     import torch
 
     from edgeft.train.models import add_lora, load_classifier

@@ -11,9 +11,12 @@ summary's curves cover every run found there, so schemes can be added in later i
 
 Cost model of the modelled time: the analytic FLOPs-and-activations profile
 (:func:`edgeft.system.profile.analytic_profile`) of the *trained* model's architecture, with the
-study's batch, sequence length and tau on the reference device (Snapdragon 8 Gen 3), or a
-measured profile file (``edgeft profile``). The payload D is the largest block's upload (depth 1
-carries the classifier with its LoRA tensors), so upload times are never understated.
+study's batch, sequence length and tau on the reference device (Snapdragon 8 Gen 3), with
+payload D = the largest block's upload (depth 1 carries the classifier with its LoRA tensors),
+so upload times are never understated. Or a profile file (``--profile``; costs and payload as
+written): measured by ``edgeft profile``, or the paper's deployment, e.g.
+``edgeft profile --analytic roberta-base --num-blocks 6`` for a 6-block model standing in for
+RoBERTa-base's top six layers.
 
 A round in which a baseline hits the memory wall cannot be executed; it is skipped (no update,
 no time) and counted in the summary.
@@ -87,15 +90,18 @@ def cost_profile(cfg: FinetuneConfig, blocks):
     """Per-depth costs for the modelled time, payload = the largest block upload."""
     from edgeft.system.profile import BlockCostProfile, Workload, analytic_profile
 
-    if cfg.profile:
-        profile = BlockCostProfile.load(cfg.profile)
+    if cfg.profile:  # its costs and its payload, e.g. the paper's RoBERTa-base deployment
+        try:
+            profile = BlockCostProfile.load(cfg.profile)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ScenarioError("--profile", cfg.profile, f"a block cost profile ({exc})") from None
         if profile.num_blocks != blocks.num_blocks:
             raise ScenarioError("--profile", cfg.profile,
                                 f"a profile of {blocks.num_blocks} blocks (the model's)")
-    else:
-        work = Workload(batch_size=cfg.batch_size, seq_len=cfg.seq_len, tau=cfg.tau)
-        profile = analytic_profile(model_spec(blocks, cfg.model or "all-MiniLM-L6-v2"), work,
-                                   num_blocks=blocks.num_blocks)
+        return profile
+    work = Workload(batch_size=cfg.batch_size, seq_len=cfg.seq_len, tau=cfg.tau)
+    profile = analytic_profile(model_spec(blocks, cfg.model or "all-MiniLM-L6-v2"), work,
+                               num_blocks=blocks.num_blocks)
     profile.payload_bits = float(max(blocks.payload_bits()))
     return profile
 
