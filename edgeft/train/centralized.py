@@ -9,8 +9,6 @@ updates. The trace has the executor's format (``devices`` is null); the time axi
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from edgeft.errors import ScenarioError
@@ -21,7 +19,11 @@ from edgeft.train.models import LoraBlocks
 
 
 class CentralizedTrainer(RoundLoop):
-    """Plain LoRA fine-tuning on ``indices`` of ``train`` (default: all of it)."""
+    """Plain LoRA fine-tuning on ``indices`` of ``train`` (default: all of it).
+
+    Other keywords (``task``, ``dev``, ``tau``, ``lr``, ``eval_every``, ``out_dir``, ...) are
+    :class:`RoundLoop`'s, shared with the DEFT executor.
+    """
 
     kind = "centralized"
 
@@ -31,19 +33,10 @@ class CentralizedTrainer(RoundLoop):
         train: EncodedDataset,
         indices=None,
         *,
-        task: str,
-        dev: EncodedDataset | None = None,
-        tau: int = 1,
         batch_size: int = 16,
-        lr: float = 5e-4,
-        eval_every: int = 0,
-        eval_batch_size: int = 64,
-        out_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 0,
         seed: int = 0,
         step_latency_s: float = 0.0,
-        progress: bool = True,
-        lr_decay_steps: int = 0,
+        **loop_options,
     ):
         if not step_latency_s >= 0:
             raise ScenarioError("step_latency_s", step_latency_s, "a non-negative latency")
@@ -51,23 +44,7 @@ class CentralizedTrainer(RoundLoop):
         streams = [BatchStream(indices, batch_size, seed, 0)]
         self.step_latency_s = float(step_latency_s)
         config = {"batch_size": batch_size, "seed": seed, "num_samples": int(indices.size)}
-        super().__init__(
-            blocks,
-            train,
-            streams,
-            task=task,
-            dev=dev,
-            tau=tau,
-            lr=lr,
-            eval_every=eval_every,
-            eval_batch_size=eval_batch_size,
-            out_dir=out_dir,
-            checkpoint_every=checkpoint_every,
-            progress=progress,
-            seed=seed,
-            config=config,
-            lr_decay_steps=lr_decay_steps,
-        )
+        super().__init__(blocks, train, streams, seed=seed, config=config, **loop_options)
 
     def run_step(self) -> dict:
         """One optimisation step; returns its trace record."""

@@ -17,7 +17,6 @@ the broadcast parameters (no local update in between); the upload is their mean.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -58,7 +57,8 @@ class DeftExecutor(RoundLoop):
 
     ``run(plans)`` writes ``trace.jsonl`` and ``checkpoint.pt`` under ``out_dir`` (when given),
     checkpoints every ``checkpoint_every`` rounds, on ``KeyboardInterrupt`` and at the end, and
-    resumes from ``out_dir``'s checkpoint with identical results.
+    resumes from ``out_dir``'s checkpoint with identical results. Other keywords (``task``,
+    ``dev``, ``tau``, ``lr``, ``eval_every``, ...) are :class:`RoundLoop`'s.
     """
 
     kind = "deft"
@@ -69,40 +69,15 @@ class DeftExecutor(RoundLoop):
         train: EncodedDataset,
         shards: list,
         *,
-        task: str,
-        dev: EncodedDataset | None = None,
-        tau: int = 1,
         batch_size: int = 16,
-        lr: float = 5e-4,
-        eval_every: int = 0,
-        eval_batch_size: int = 64,
-        out_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 0,
         seed: int = 0,
-        progress: bool = True,
-        lr_decay_steps: int = 0,
+        **loop_options,
     ):
         if not shards:
             raise ScenarioError("shards", shards, "one index array per device")
         streams = [BatchStream(np.asarray(s), batch_size, seed, n) for n, s in enumerate(shards)]
         config = {"batch_size": batch_size, "seed": seed, "num_devices": len(shards)}
-        super().__init__(
-            blocks,
-            train,
-            streams,
-            task=task,
-            dev=dev,
-            tau=tau,
-            lr=lr,
-            eval_every=eval_every,
-            eval_batch_size=eval_batch_size,
-            out_dir=out_dir,
-            checkpoint_every=checkpoint_every,
-            progress=progress,
-            seed=seed,
-            config=config,
-            lr_decay_steps=lr_decay_steps,
-        )
+        super().__init__(blocks, train, streams, seed=seed, config=config, **loop_options)
 
     def check_plan(self, plan: RoundPlan) -> None:
         """A plan must name one device (or ``UNASSIGNED``) per depth, each device at most once."""
