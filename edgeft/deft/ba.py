@@ -15,17 +15,6 @@ import numpy as np
 
 from edgeft.deft.crunch import crunch_kn
 from edgeft.deft.problem import DeftProblem
-from edgeft.system.channel import upload_latency_s
-from edgeft.system.latency import compute_latency_s
-
-
-def _latency_kn(problem: DeftProblem, devices: np.ndarray, upload: np.ndarray) -> np.ndarray:
-    """(K, R) equal-bandwidth latency of ``devices``, inf where memory does not fit."""
-    cmp = compute_latency_s(problem.compute_ref_s, problem.compute_factor[devices])
-    lat = np.add(cmp.T, upload[devices][None, :], order="C")
-    fits = problem.memory_need_bytes[:, None] <= problem.memory_avail_bytes[devices][None, :]
-    lat[~fits] = np.inf
-    return lat
 
 
 def _smallest(values: np.ndarray, m: int) -> np.ndarray:
@@ -37,20 +26,20 @@ def _smallest(values: np.ndarray, m: int) -> np.ndarray:
 def ba_crunch(problem: DeftProblem) -> tuple[float, np.ndarray]:
     """Optimal equal-bandwidth latency T* and device per block (empty if none exists)."""
     k, n = problem.num_blocks, problem.num_devices
-    upload = upload_latency_s(problem.payload_bits, problem.bandwidth_hz / k, problem.spectral_eff)
+    upload = problem.equal_band_upload_s()
     if n <= 4 * k:
-        return crunch_kn(_latency_kn(problem, np.arange(n), upload))
+        return crunch_kn(problem.equal_band_latency_kn(upload_s=upload))
     shallow = problem.compute_ref_s[0] / problem.compute_factor + upload
     shallow[problem.memory_avail_bytes < problem.memory_need_bytes[0]] = np.inf
     deep = problem.compute_ref_s[-1] / problem.compute_factor + upload
     deep[problem.memory_avail_bytes < problem.memory_need_bytes[-1]] = np.inf
     seed = np.union1d(_smallest(shallow, 2 * k), _smallest(deep, 2 * k))
-    upper, _ = crunch_kn(_latency_kn(problem, seed, upload))
+    upper, _ = crunch_kn(problem.equal_band_latency_kn(seed, upload))
     if np.isfinite(upper):
         keep = np.flatnonzero(shallow <= upper)
     else:
         keep = np.arange(n)
-    t_star, cols = crunch_kn(_latency_kn(problem, keep, upload))
+    t_star, cols = crunch_kn(problem.equal_band_latency_kn(keep, upload))
     if not np.isfinite(t_star):
         return t_star, cols
     return t_star, keep[cols]

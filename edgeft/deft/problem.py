@@ -74,12 +74,24 @@ class DeftProblem:
             self._cache["fits"] = memory_fits(self.memory_need_bytes, self.memory_avail_bytes)
         return self._cache["fits"]
 
+    def equal_band_upload_s(self) -> np.ndarray:
+        """(N,) upload latency of one block over B/K (eq. 5)."""
+        return upload_latency_s(self.payload_bits, self.bandwidth_hz / self.num_blocks,
+                                self.spectral_eff)
+
+    def equal_band_latency_kn(self, devices=None, upload_s=None) -> np.ndarray:
+        """(K, R) latency of ``devices`` (default all) with bandwidth B/K, inf where memory does
+        not fit: the transposed matrix of eq. 9, the layout CRUNCH works on."""
+        devices = np.arange(self.num_devices) if devices is None else np.asarray(devices)
+        upload_s = self.equal_band_upload_s() if upload_s is None else upload_s
+        cmp = compute_latency_s(self.compute_ref_s, self.compute_factor[devices])
+        lat = np.add(cmp.T, upload_s[devices][None, :], order="C")
+        lat[self.memory_need_bytes[:, None] > self.memory_avail_bytes[devices][None, :]] = np.inf
+        return lat
+
     def equal_band_latency_s(self) -> np.ndarray:
         """(N, K) latency with bandwidth B/K, inf where memory does not fit (eq. 9's matrix)."""
-        up = upload_latency_s(self.payload_bits, self.bandwidth_hz / self.num_blocks,
-                              self.spectral_eff)
-        lat = self.compute_s() + up[:, None]
-        return np.where(self.fits(), lat, np.inf)
+        return self.equal_band_latency_kn().T
 
 
 @dataclass

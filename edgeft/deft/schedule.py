@@ -15,7 +15,7 @@ from edgeft.deft.optimal import optimal_allocation
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
 from edgeft.deft.threshold_matching import threshold_matching
 from edgeft.deft.validate import allocation_violations
-from edgeft.errors import InfeasibleError
+from edgeft.errors import InfeasibleError, ScenarioError
 from edgeft.scenario import validate_scenario
 
 
@@ -118,8 +118,6 @@ def schedule(scenario: dict, scheme: str, seed: int = 0) -> dict:
     """
     problem = DeftProblem.from_scenario(validate_scenario(scenario))
     if scheme not in SCHEMES:
-        from edgeft.errors import ScenarioError
-
         raise ScenarioError("scheme", scheme, f"one of {', '.join(SCHEMES)}")
     result = schedule_arrays(problem, scheme, rng=np.random.default_rng(seed))
     return result.to_json(problem)
