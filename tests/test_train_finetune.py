@@ -116,3 +116,41 @@ def test_analytic_profile_command_and_its_use_as_the_time_model(tmp_path, capsys
     capsys.readouterr()
     assert main(["profile", "--analytic", "gpt-9", "--out", str(out)]) == 2
     assert "--analytic" in capsys.readouterr().err
+
+
+def test_named_analytic_cost_model_equals_the_profile_command(tmp_path, capsys):
+    """``--profile analytic:roberta-base`` (Table I's default) is the same time model as the
+    file ``edgeft profile --analytic roberta-base --num-blocks 6`` writes."""
+    from types import SimpleNamespace
+
+    from edgeft.cli import main
+    from edgeft.errors import ScenarioError
+    from edgeft.train.finetune import TABLE_COST_MODEL, FinetuneConfig, cost_profile
+
+    out = tmp_path / "rb6.json"
+    assert main(["profile", "--analytic", "roberta-base", "--num-blocks", "6",
+                 "--out", str(out)]) == 0
+    six = SimpleNamespace(num_blocks=6, payload_bits=lambda: [1.0] * 6)
+    named = cost_profile(FinetuneConfig(profile=TABLE_COST_MODEL), six).to_json()
+    from_file = cost_profile(FinetuneConfig(profile=str(out)), six).to_json()
+    assert named["blocks"] == from_file["blocks"]
+    assert named["payload_bits"] == from_file["payload_bits"]
+    assert named["meta"]["model"] == "roberta-base"
+    for bad in ("analytic:gpt-9", "analytic:"):
+        with pytest.raises(ScenarioError, match="--profile"):
+            cost_profile(FinetuneConfig(profile=bad), six)
+    thirteen = SimpleNamespace(num_blocks=13, payload_bits=lambda: [1.0] * 13)
+    with pytest.raises(ScenarioError, match="--profile"):
+        cost_profile(FinetuneConfig(profile=TABLE_COST_MODEL), thirteen)
+
+
+def test_table_plan_uses_the_papers_cost_model_and_each_tasks_own_evaluation_interval():
+    from edgeft.train.finetune import TABLE_COST_MODEL, TABLE_PLAN, table_configs
+
+    configs = table_configs("glue")
+    assert [c.task for c in configs] == list(TABLE_PLAN)
+    for c in configs:
+        rounds, seq_len, every = TABLE_PLAN[c.task]
+        assert (c.rounds, c.seq_len, c.eval_every) == (rounds, seq_len, every)
+        assert c.profile == TABLE_COST_MODEL
+        assert c.schemes == ("comm-aware", "ba", "jbba")

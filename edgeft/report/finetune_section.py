@@ -13,6 +13,14 @@ from pathlib import Path
 from edgeft.train.finetune import table_markdown, time_table
 
 
+def cost_model_name(cost_model: dict) -> str:
+    """'analytic profile of roberta-base' / 'measured profile of ...' from a summary's profile."""
+    model = cost_model.get("meta", {}).get("model")
+    if isinstance(model, dict):
+        model = model.get("name")
+    return f"{cost_model['source']} profile" + (f" of {model}" if model else "")
+
+
 def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float = 0.95) -> str:
     """Markdown for the studies under ``runs``; figures copied into ``out_dir``."""
     runs, out_dir = Path(runs), Path(out_dir)
@@ -36,7 +44,7 @@ def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float 
                      f"{c['batch_size']}, tau {c['tau']}, lr {c['lr']:g}"
                      + (" with linear decay" if c.get("lr_decay") else "")
                      + f", schemes {', '.join(c['schemes'])}; cost model: "
-                     f"{s['cost_model']['source']} profile, D = "
+                     f"{cost_model_name(s['cost_model'])}, D = "
                      f"{s['cost_model']['payload_bits']:.0f} bits")
     lines.append("")
     rows = time_table(runs, target_share)

@@ -174,7 +174,7 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
                    help="no linear decay of the learning rate over the rounds")
     p.add_argument("--eval-every", type=int, default=None,
                    help=f"rounds between evaluations (default {d.eval_every}; with --task all, "
-                   "a tenth of the rounds)")
+                   "the per-task plan)")
     p.add_argument("--snr-db", type=float, default=d.snr_db)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--dirichlet-alpha", type=float, default=None,
@@ -182,7 +182,11 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, default=None, help="first N training examples")
     p.add_argument("--dev-limit", type=int, default=None, help="first N dev examples")
     p.add_argument("--no-centralized", action="store_true", help="skip the oracle run")
-    p.add_argument("--profile", default=None, help="measured block cost profile JSON")
+    p.add_argument("--profile", default=None,
+                   help="cost model of the modelled time: a block cost profile JSON (edgeft "
+                   "profile), or analytic:NAME (roberta-base, all-minilm-l6-v2) for that "
+                   "architecture's analytic costs on the paper's workload (default: the trained "
+                   "model's analytic costs; with --task all, analytic:roberta-base)")
     p.add_argument("--out", default="runs", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_finetune_cmd)
@@ -193,6 +197,7 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
     from edgeft.deft.schedule import SCHEMES
     from edgeft.train.finetune import (
         STUDY_SCHEMES,
+        TABLE_COST_MODEL,
         TABLE_PLAN,
         TABLE_SCHEMES,
         FinetuneConfig,
@@ -219,14 +224,15 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
         planned = TABLE_PLAN[task] if every else None
         rounds = args.rounds or (planned[0] if planned else default.rounds)
         seq_len = args.seq_len or (planned[1] if planned else default.seq_len)
-        eval_every = args.eval_every or (max(rounds // 10, 1) if planned else default.eval_every)
+        eval_every = args.eval_every or (planned[2] if planned else default.eval_every)
         cfg = FinetuneConfig(
             task=task, glue_dir=args.glue_dir, model=args.model, schemes=schemes,
             num_devices=args.devices, rounds=rounds, batch_size=args.batch_size,
             seq_len=seq_len, tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
             eval_every=eval_every, snr_db=args.snr_db, seed=args.seed,
             dirichlet_alpha=args.dirichlet_alpha, train_limit=args.train_limit,
-            dev_limit=args.dev_limit, centralized=not args.no_centralized, profile=args.profile,
+            dev_limit=args.dev_limit, centralized=not args.no_centralized,
+            profile=args.profile or (TABLE_COST_MODEL if every else None),
             progress=not args.quiet,
         )
         summary = run_finetune(cfg, args.out)

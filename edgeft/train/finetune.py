@@ -33,13 +33,19 @@ from edgeft.errors import ScenarioError
 STUDY_SCHEMES = ("comm-aware", "ba", "jbba", "optimal")
 
 # Table I on a 2-core machine in under two hours: the five tasks with train and dev splits here,
-# the paper's three schemes, rounds and sequence length per task sized by each task's host cost
-# of a DEFT round (MiniLM, batch 16: CoLA 0.7 s, SST-2 1.3 s, STS-B 2.1 s, MRPC 3.4 s, RTE 4.5 s).
-TABLE_SCHEMES = ("comm-aware", "ba", "jbba")
-TABLE_PLAN = {  # task: (rounds, seq_len)
-    "SST-2": (400, 64), "MRPC": (160, 128), "CoLA": (500, 64), "RTE": (100, 128),
-    "STS-B": (250, 128),
+# the paper's three schemes + centralized, rounds, sequence length and evaluation interval per
+# task sized by each task's host cost (MiniLM, batch 16, tau 1, 2 threads, idle): a DEFT round
+# (6 block steps) takes about SST-2 1.4 s, CoLA 0.7 s, STS-B 2.3 s, MRPC 3.7 s, RTE 5 s, a
+# centralized step about a sixth of that; dev sets are evaluated 14-20 times per run.
+TABLE_PLAN = {  # task: (rounds, seq_len, rounds between evaluations)
+    "SST-2": (250, 64, 13), "MRPC": (100, 128, 5), "CoLA": (300, 64, 15), "RTE": (64, 128, 4),
+    "STS-B": (140, 128, 10),
 }
+TABLE_SCHEMES = ("comm-aware", "ba", "jbba")
+# Modelled time of Table I: the paper's deployment (RoBERTa-base's costs and payload for the
+# blocks nearest the output, on the reference device); MiniLM supplies the learning dynamics.
+ANALYTIC = "analytic:"
+TABLE_COST_MODEL = ANALYTIC + "roberta-base"
 
 
 @dataclass
@@ -64,7 +70,9 @@ class FinetuneConfig:
     train_limit: int | None = None  # use only the first examples of the training set
     dev_limit: int | None = None
     centralized: bool = True
-    profile: str | None = None  # measured BlockCostProfile JSON instead of the analytic model
+    # None: the analytic model of the trained architecture; a BlockCostProfile JSON file
+    # (measured, or written by ``edgeft profile --analytic``); or "analytic:NAME" (KNOWN_SPECS)
+    profile: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -88,8 +96,19 @@ def model_spec(blocks, name: str):
 
 def cost_profile(cfg: FinetuneConfig, blocks):
     """Per-depth costs for the modelled time, payload = the largest block upload."""
-    from edgeft.system.profile import BlockCostProfile, Workload, analytic_profile
+    from edgeft.system.profile import KNOWN_SPECS, BlockCostProfile, Workload, analytic_profile
 
+    if cfg.profile and cfg.profile.startswith(ANALYTIC):  # a known deployment, no file
+        spec = KNOWN_SPECS.get(cfg.profile[len(ANALYTIC):].lower())
+        if spec is None or blocks.num_blocks > spec.num_layers:
+            raise ScenarioError("--profile", cfg.profile,
+                                f"'{ANALYTIC}NAME' with NAME one of {', '.join(KNOWN_SPECS)} "
+                                f"and at least {blocks.num_blocks} layers")
+        # The paper's workload (batch 16 x 128 tokens, tau 1): the same numbers as
+        # ``edgeft profile --analytic NAME --num-blocks K``.
+        profile = analytic_profile(spec, Workload(), num_blocks=blocks.num_blocks)
+        profile.meta["model"] = spec.name
+        return profile
     if cfg.profile:  # its costs and its payload, e.g. the paper's RoBERTa-base deployment
         try:
             profile = BlockCostProfile.load(cfg.profile)
@@ -282,14 +301,15 @@ def table_configs(glue_dir: str | None, quick: bool = False, seed: int = 0,
                   progress: bool = True) -> list[FinetuneConfig]:
     """The studies behind Table I (``quick``: a few rounds on small slices, a smoke run)."""
     configs = []
-    for task, (rounds, seq_len) in TABLE_PLAN.items():
+    for task, (rounds, seq_len, every) in TABLE_PLAN.items():
         if quick:
             configs.append(FinetuneConfig(
                 task=task, glue_dir=glue_dir, schemes=TABLE_SCHEMES, rounds=4, eval_every=2,
                 seq_len=min(seq_len, 64), train_limit=160, dev_limit=48, num_devices=12,
-                seed=seed, progress=progress))
+                profile=TABLE_COST_MODEL, seed=seed, progress=progress))
         else:
             configs.append(FinetuneConfig(
                 task=task, glue_dir=glue_dir, schemes=TABLE_SCHEMES, rounds=rounds,
-                eval_every=max(rounds // 10, 1), seq_len=seq_len, seed=seed, progress=progress))
+                eval_every=every, seq_len=seq_len, profile=TABLE_COST_MODEL, seed=seed,
+                progress=progress))
     return configs
