@@ -154,3 +154,30 @@ def test_table_plan_uses_the_papers_cost_model_and_each_tasks_own_evaluation_int
         assert (c.rounds, c.seq_len, c.eval_every) == (rounds, seq_len, every)
         assert c.profile == TABLE_COST_MODEL
         assert c.schemes == ("comm-aware", "ba", "jbba")
+
+
+def test_table_orders_schemes_marks_unreached_targets_and_names_skipped_rounds(tmp_path):
+    from edgeft.train.finetune import table_markdown
+
+    summary = {
+        "task": "SST-2", "metric": "accuracy",
+        "runs": {"comm-aware": {"rounds_lost": 5}, "ba": {"rounds_lost": 0}, "jbba": {}},
+        "curves": {
+            "ba": {"modelled_time_s": [3.0, 6.0], "metric": [0.7, 0.9]},
+            "centralized": {"modelled_time_s": [0, 0], "metric": [0.8, 0.9]},
+            "comm-aware": {"modelled_time_s": [10.0, 20.0], "metric": [0.5, 0.86]},
+            "jbba": {"modelled_time_s": [2.0, 4.0], "metric": [0.6, 0.7]},
+        },
+    }
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "summary.json").write_text(json.dumps(summary))
+    rows = time_table(tmp_path, 0.95)
+    assert rows[0]["lost"] == {"comm-aware": 5}
+    text = table_markdown(rows, 0.95)
+    header = next(line for line in text.splitlines() if line.startswith("| task"))
+    assert header.index("comm-aware") < header.index("| ba") < header.index("jbba")
+    row = next(line for line in text.splitlines() if line.startswith("| SST-2"))
+    # comm-aware 20.0, ba 6.0 -> 0.30; jbba never reaches 0.855: no ratio, not 0 or inf
+    assert "| 20.0 | 6.0 | not reached |" in row
+    assert "0.30 (0.73)" in row and "- (0.62)" in row
+    assert "SST-2 comm-aware: 5" in text

@@ -25,6 +25,7 @@ no time) and counted in the summary.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -264,7 +265,9 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
         if "centralized" not in curves or not curves["centralized"]["metric"]:
             continue
         target = target_share * max(curves["centralized"]["metric"])
-        row = {"task": summary["task"], "metric": summary["metric"], "target": target}
+        row = {"task": summary["task"], "metric": summary["metric"], "target": target,
+               "lost": {name: run["rounds_lost"] for name, run in summary.get("runs", {}).items()
+                        if run.get("rounds_lost")}}
         for name, curve in curves.items():
             if name != "centralized":
                 row[name] = time_to_target(curve, target)
@@ -272,12 +275,17 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
     return rows
 
 
+_ROW_KEYS = ("task", "metric", "target", "lost")
+_TABLE_ORDER = ("comm-aware", "ba", "jbba", "optimal")
+
+
 
 def table_markdown(rows: list[dict], target_share: float) -> str:
     """Table I as Markdown, with the ratios to comm-aware beside the paper's."""
     from edgeft.report.paper import table_i_time
 
-    schemes = [k for k in rows[0] if k not in ("task", "metric", "target")]
+    found = {k for row in rows for k in row if k not in _ROW_KEYS}
+    schemes = [s for s in _TABLE_ORDER if s in found] + sorted(found - set(_TABLE_ORDER))
     lines = [
         f"Modelled time (s) to reach {target_share:.0%} of the centralized run's best",
         "",
@@ -286,15 +294,26 @@ def table_markdown(rows: list[dict], target_share: float) -> str:
         "|---|---|---|" + "---|" * len(schemes) + "---|---|",
     ]
     for row in rows:
-        cells = [f"{row[s]:.1f}" for s in schemes]
+        cells = [_seconds(row.get(s)) for s in schemes]
         ratios = []
         for ours in ("ba", "jbba"):
-            mine = row.get(ours, float("nan")) / row.get("comm-aware", float("nan"))
+            t, base_t = row.get(ours, math.inf), row.get("comm-aware", math.inf)
+            mine = f"{t / base_t:.2f}" if math.isfinite(t) and math.isfinite(base_t) else "-"
             paper, base = table_i_time(row["task"], ours), table_i_time(row["task"], "comm-aware")
-            ratios.append(f"{mine:.2f} ({paper / base:.2f})" if paper else f"{mine:.2f} (-)")
+            ratios.append(f"{mine} ({paper / base:.2f})" if paper else f"{mine} (-)")
         lines.append(f"| {row['task']} | {row['metric']} | {row['target']:.4f} | "
                      + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lost = [f"{row['task']} {name}: {n}" for row in rows for name, n in row.get("lost", {}).items()]
+    if lost:
+        lines += ["", "Rounds skipped at the memory wall (no update, no time; the scheme's time "
+                  "is understated): " + ", ".join(lost) + "."]
     return "\n".join(lines)
+
+
+def _seconds(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return f"{t:.1f}" if math.isfinite(t) else "not reached"
 
 
 def table_configs(glue_dir: str | None, quick: bool = False, seed: int = 0,
