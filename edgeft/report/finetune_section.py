@@ -1,16 +1,15 @@
 """The fine-tuning part of report.md (paper Fig. 7 and Table I), from finished studies.
 
-Reads each ``<runs>/<task>/summary.json`` written by ``edgeft finetune``; copies its Fig. 7
+Reads each ``<runs>/<task>/summary.json`` written by ``edgeft finetune``; draws its Fig. 7
 analogue next to report.md and appends Table I with the paper's ratios beside ours.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from edgeft.train.finetune import table_markdown, time_table
+from edgeft.train.finetune import plot_fig7, table_markdown, time_table
 
 
 def cost_model_name(cost_model: dict) -> str:
@@ -22,7 +21,7 @@ def cost_model_name(cost_model: dict) -> str:
 
 
 def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float = 0.95) -> str:
-    """Markdown for the studies under ``runs``; figures copied into ``out_dir``."""
+    """Markdown for the studies under ``runs``; figures drawn into ``out_dir``."""
     runs, out_dir = Path(runs), Path(out_dir)
     summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("*/summary.json"))]
     lines = ["## Fine-tuning: dev metric against modelled time (paper Fig. 7, Table I)", ""]
@@ -50,10 +49,8 @@ def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float 
     rows = time_table(runs, target_share)
     if rows:
         lines += [table_markdown(rows, target_share), ""]
-    for s in summaries:
-        fig = runs / s["task"] / "fig7.png"
-        if fig.exists():
-            name = f"fig7_{s['task']}.png"
-            shutil.copyfile(fig, out_dir / name)
-            lines += [f"![{s['task']}: dev {s['metric']} vs modelled time]({name})", ""]
+    for s in summaries:  # drawn afresh from the summary, with this report's target
+        name = f"fig7_{s['task']}.png"
+        plot_fig7(s, out_dir / name, target_share)
+        lines += [f"![{s['task']}: dev {s['metric']} vs modelled time]({name})", ""]
     return "\n".join(lines)
