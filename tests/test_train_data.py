@@ -159,6 +159,25 @@ def test_compute_metrics_uses_each_tasks_metric():
     assert set(reg) == {"pearson", "spearman"} and reg["spearman"] == pytest.approx(1.0)
 
 
+def test_constant_baseline_is_the_input_blind_predictors_score():
+    from edgeft.train.metrics import constant_baseline
+
+    train, dev = np.array([1, 1, 1, 0]), np.array([1, 1, 0, 0, 0])
+    assert constant_baseline("SST-2", train, dev) == pytest.approx(0.4)  # always 1
+    assert constant_baseline("MRPC", train, dev) == pytest.approx(2 * 2 / (2 * 2 + 3))
+    assert constant_baseline("CoLA", train, dev) == 0.0
+    assert constant_baseline("STS-B", np.array([1.0, 3.0]), np.array([0.5, 4.0, 2.0])) == 0.0
+
+
+@needs_glue
+def test_mrpc_f1_of_always_paraphrase_is_081_on_the_real_dev_set():
+    """Why Table I flags MRPC: F1 of the majority class (paraphrase) is already 0.81."""
+    from edgeft.train.metrics import constant_baseline
+
+    train, dev = read_glue("MRPC", "train", GLUE), read_glue("MRPC", "dev", GLUE)
+    assert constant_baseline("MRPC", train.labels, dev.labels) == pytest.approx(0.8122, abs=1e-4)
+
+
 # -- shards and streams -------------------------------------------------------------------
 
 

@@ -73,6 +73,13 @@ def test_finetune_command_runs_resumes_and_tables(tmp_path, capsys):
     before = (task / "jbba" / "trace.jsonl").read_text()
     assert main(args) == 0
     assert (task / "jbba" / "trace.jsonl").read_text() == before
+    # ... and the summary keeps the host time the first invocation spent (the trace's sum).
+    again = json.loads((task / "summary.json").read_text())
+    for name in ("jbba", "centralized"):
+        spent = sum(json.loads(line)["host_s"] for line in (task / name / "trace.jsonl").open())
+        assert again["runs"][name]["host_s"] == pytest.approx(spent)
+        assert again["runs"][name]["host_s"] == pytest.approx(summary["runs"][name]["host_s"])
+    assert again["constant_baseline"] == summary["constant_baseline"] > 0
     capsys.readouterr()
     assert main(["table", "--runs", str(tmp_path)]) == 0
     assert "| SST-2 | accuracy |" in capsys.readouterr().out
@@ -181,3 +188,19 @@ def test_table_orders_schemes_marks_unreached_targets_and_names_skipped_rounds(t
     assert "| 20.0 | 6.0 | not reached |" in row
     assert "0.30 (0.73)" in row and "- (0.62)" in row
     assert "SST-2 comm-aware: 5" in text
+    assert "Targets met without learning" not in text  # no baseline recorded: no claim
+
+
+def test_table_flags_targets_an_input_blind_predictor_already_meets(tmp_path):
+    from edgeft.train.finetune import table_markdown
+
+    curves = {"centralized": {"modelled_time_s": [0, 0], "metric": [0.81, 0.82]},
+              "comm-aware": {"modelled_time_s": [1.0, 2.0], "metric": [0.81, 0.81]}}
+    for task, baseline in (("MRPC", 0.8122), ("RTE", 0.5271)):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "summary.json").write_text(json.dumps(
+            {"task": task, "metric": "f1", "constant_baseline": baseline, "curves": curves}))
+    text = table_markdown(time_table(tmp_path, 0.95), 0.95)
+    flagged = next(line for line in text.splitlines() if "without learning" in line)
+    assert "MRPC (target 0.7790, input-blind predictor 0.8122)" in flagged
+    assert "RTE" not in flagged  # 0.779 > 0.527: learning was needed
