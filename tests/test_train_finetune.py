@@ -196,11 +196,13 @@ def test_table_flags_targets_an_input_blind_predictor_already_meets(tmp_path):
 
     curves = {"centralized": {"modelled_time_s": [0, 0], "metric": [0.81, 0.82]},
               "comm-aware": {"modelled_time_s": [1.0, 2.0], "metric": [0.81, 0.81]}}
-    for task, baseline in (("MRPC", 0.8122), ("RTE", 0.5271)):
+    for task, baseline in (("MRPC", 0.8122), ("RTE", 0.5271), ("CoLA", 0.0)):
         (tmp_path / task).mkdir()
         (tmp_path / task / "summary.json").write_text(json.dumps(
             {"task": task, "metric": "f1", "constant_baseline": baseline, "curves": curves}))
-    text = table_markdown(time_table(tmp_path, 0.95), 0.95)
+    rows = time_table(tmp_path, 0.95)
+    assert [row["task"] for row in rows] == ["MRPC", "CoLA", "RTE"]  # the paper's row order
+    text = table_markdown(rows, 0.95)
     flagged = next(line for line in text.splitlines() if "without learning" in line)
     assert "MRPC (target 0.7790, input-blind predictor 0.8122)" in flagged
     assert "RTE" not in flagged  # 0.779 > 0.527: learning was needed

@@ -273,8 +273,8 @@ def plot_fig7(summary: dict, path: Path, target_share: float = 0.95) -> None:
 
 
 def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
-    """Table I: per task, each scheme's modelled time to reach ``target_share`` of the
-    centralized run's best metric; read from the studies under ``out``."""
+    """Table I: per task (in the paper's row order), each scheme's modelled time to reach
+    ``target_share`` of the centralized run's best metric; read from the studies under ``out``."""
     rows = []
     for path in sorted(Path(out).glob("*/summary.json")):
         summary = json.loads(path.read_text())
@@ -290,7 +290,10 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
             if name != "centralized":
                 row[name] = time_to_target(curve, target)
         rows.append(row)
-    return rows
+    from edgeft.report.paper import TABLE_I_TASKS
+
+    order = {task: i for i, task in enumerate(TABLE_I_TASKS)}
+    return sorted(rows, key=lambda row: (order.get(row["task"], len(order)), row["task"]))
 
 
 _ROW_KEYS = ("task", "metric", "target", "lost", "baseline")
