@@ -158,3 +158,31 @@ def test_evaluation_in_length_order_gives_the_dataset_order_outputs(tiny):
     assert 0 < float(labels.float().mean()) < 1  # both classes: a misplacement would show
     data = EncodedDataset({"input_ids": ids, "attention_mask": mask, "labels": labels})
     assert evaluate(model, data, "SST-2", batch_size=8)["accuracy"] == 1.0
+
+
+def test_mean_pooling_feeds_the_head_the_masked_mean_and_ignores_padding():
+    from edgeft.train.models import MaskedMeanPooler
+
+    blocks = add_lora(load_classifier("random:tiny-bert", num_labels=2, seed=0, pooling="mean"))
+    model = blocks.model
+    model.eval()
+    assert not any(p.numel() for p in MaskedMeanPooler().parameters())
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 100, (3, 10), generator=gen)
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[0, 6:], mask[1, 3:] = 0, 0
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        last = out.hidden_states[-1]
+        expected = torch.stack([last[i, mask[i].bool()].mean(0) for i in range(3)])
+        head = model.base_model.model.classifier
+        assert torch.allclose(out.logits, head(expected), atol=1e-5)
+        # more trailing padding (masked out) leaves every output as it was
+        ids2 = torch.cat([ids, torch.zeros(3, 4, dtype=torch.long)], dim=1)
+        mask2 = torch.cat([mask, torch.zeros(3, 4, dtype=torch.long)], dim=1)
+        assert torch.allclose(model(input_ids=ids2, attention_mask=mask2).logits, out.logits,
+                              atol=1e-5)
+    # the default keeps the model's own pooler, and bad values are one-line errors
+    assert type(load_classifier("random:tiny-bert").bert.pooler).__name__ == "BertPooler"
+    with pytest.raises(ScenarioError, match="pooling"):
+        load_classifier("random:tiny-bert", pooling="max")

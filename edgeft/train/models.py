@@ -101,13 +101,60 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1
 
 
-def load_classifier(model: str | None = None, num_labels: int = 2, seed: int = 0) -> nn.Module:
+POOLINGS = ("cls", "mean")
+
+
+class MaskedMeanPooler(nn.Module):
+    """Sentence vector = mean of the last hidden states over the real (unmasked) tokens.
+
+    sentence-transformers' pooling (all-MiniLM-L6-v2 was trained with it, see the package's
+    ``1_Pooling/config.json``), in place of BERT's pooler (``tanh(W h_[CLS])``). No parameters,
+    so the payload does not change. The mask reaches it from the encoder's forward call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return hidden_states.mean(dim=1)
+        m = self.mask[:, : hidden_states.shape[1]].unsqueeze(-1).to(hidden_states.dtype)
+        return (hidden_states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+def use_mean_pooling(model: nn.Module) -> nn.Module:
+    """Replace the encoder's pooler of a BERT-family classifier by :class:`MaskedMeanPooler`."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if base is None or getattr(base, "pooler", None) is None:
+        raise ScenarioError("pooling", "mean", "a BERT-family model with a pooler (or 'cls')")
+    pooler = MaskedMeanPooler()
+    base.pooler = pooler
+
+    def remember_mask(_module, args, kwargs):
+        pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    base.register_forward_pre_hook(remember_mask, with_kwargs=True)
+    return model
+
+
+def load_classifier(model: str | None = None, num_labels: int = 2, seed: int = 0,
+                    pooling: str = "cls") -> nn.Module:
     """Load ``AutoModelForSequenceClassification`` from a name, a path or ``random:<name>``.
 
     ``num_labels=1`` makes a regression head (STS-B). The new head is initialised from
-    ``seed``. Raises :class:`ScenarioError` (one line, exit code 2) for a path that does not
-    exist or holds no model, and for a hub name that cannot be fetched.
+    ``seed``. ``pooling="mean"`` feeds the head the masked mean of the last hidden states
+    (:class:`MaskedMeanPooler`) instead of the model's own pooling. Raises
+    :class:`ScenarioError` (one line, exit code 2) for a path that does not exist or holds no
+    model, and for a hub name that cannot be fetched.
     """
+    if pooling not in POOLINGS:
+        raise ScenarioError("pooling", pooling, f"one of {', '.join(POOLINGS)}")
+    loaded = _load_classifier(model, num_labels, seed)
+    return use_mean_pooling(loaded) if pooling == "mean" else loaded
+
+
+def _load_classifier(model: str | None, num_labels: int, seed: int) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     if model is not None and model.startswith("random:"):
