@@ -206,3 +206,20 @@ def test_table_flags_targets_an_input_blind_predictor_already_meets(tmp_path):
     flagged = next(line for line in text.splitlines() if "without learning" in line)
     assert "MRPC (target 0.7790, input-blind predictor 0.8122)" in flagged
     assert "RTE" not in flagged  # 0.779 > 0.527: learning was needed
+
+
+def test_mean_pooling_study_runs_and_a_checkpoint_of_another_head_does_not_resume(tmp_path,
+                                                                                   capsys):
+    from edgeft.cli import main
+
+    args = ["finetune", "--task", "SST-2", "--glue-dir", str(GLUE), "--train-limit", "64",
+            "--dev-limit", "16", "--rounds", "2", "--eval-every", "1", "--devices", "6",
+            "--schemes", "jbba", "--seq-len", "24", "--no-centralized", "--out", str(tmp_path),
+            "--quiet"]
+    assert main(args + ["--pooling", "mean"]) == 0
+    summary = json.loads((tmp_path / "SST-2" / "summary.json").read_text())
+    assert summary["config"]["pooling"] == "mean"
+    capsys.readouterr()
+    assert main(args) == 2  # same folder, the default (cls) head: refused, not resumed
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint" in err

@@ -43,7 +43,8 @@ class CentralizedTrainer(RoundLoop):
         indices = np.arange(len(train)) if indices is None else np.asarray(indices)
         streams = [BatchStream(indices, batch_size, seed, 0)]
         self.step_latency_s = float(step_latency_s)
-        config = {"batch_size": batch_size, "seed": seed, "num_samples": int(indices.size)}
+        config = {"batch_size": batch_size, "seed": seed, "num_samples": int(indices.size),
+                  **loop_options.pop("config", {})}
         super().__init__(blocks, train, streams, seed=seed, config=config, **loop_options)
 
     def run_step(self) -> dict:

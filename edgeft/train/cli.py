@@ -159,6 +159,9 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--glue-dir", default=None,
                    help="GLUE directory in the standard TSV layout (or $EDGEFT_GLUE_DIR)")
     p.add_argument("--model", default=None, help="model directory or name (default: MiniLM)")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=d.pooling,
+                   help="the head's input: the model's own pooler (cls, default) or the masked "
+                   "mean of the last hidden states (mean: sentence-transformers' pooling)")
     p.add_argument("--schemes", default=None,
                    help=f"comma-separated (default {','.join(STUDY_SCHEMES)}; with --task all, "
                    "the paper's comm-aware,ba,jbba)")
@@ -226,7 +229,8 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
         seq_len = args.seq_len or (planned[1] if planned else default.seq_len)
         eval_every = args.eval_every or (planned[2] if planned else default.eval_every)
         cfg = FinetuneConfig(
-            task=task, glue_dir=args.glue_dir, model=args.model, schemes=schemes,
+            task=task, glue_dir=args.glue_dir, model=args.model, pooling=args.pooling,
+            schemes=schemes,
             num_devices=args.devices, rounds=rounds, batch_size=args.batch_size,
             seq_len=seq_len, tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
             eval_every=eval_every, snr_db=args.snr_db, seed=args.seed,

@@ -76,7 +76,8 @@ class DeftExecutor(RoundLoop):
         if not shards:
             raise ScenarioError("shards", shards, "one index array per device")
         streams = [BatchStream(np.asarray(s), batch_size, seed, n) for n, s in enumerate(shards)]
-        config = {"batch_size": batch_size, "seed": seed, "num_devices": len(shards)}
+        config = {"batch_size": batch_size, "seed": seed, "num_devices": len(shards),
+                  **loop_options.pop("config", {})}
         super().__init__(blocks, train, streams, seed=seed, config=config, **loop_options)
 
     def check_plan(self, plan: RoundPlan) -> None:

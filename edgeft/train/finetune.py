@@ -57,6 +57,7 @@ class FinetuneConfig:
     task: str = "SST-2"
     glue_dir: str | None = None
     model: str | None = None  # None: the installed all-MiniLM-L6-v2
+    pooling: str = "cls"  # the head's input: the model's own pooler, or "mean" (masked mean)
     schemes: tuple[str, ...] = STUDY_SCHEMES
     num_devices: int = 20
     rounds: int = 300
@@ -173,7 +174,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
     shards = shard_indices(train_ex.labels, cfg.num_devices, cfg.dirichlet_alpha, cfg.seed)
 
     def fresh_blocks():
-        return add_lora(load_classifier(cfg.model, num_labels=spec.num_labels, seed=cfg.seed))
+        return add_lora(load_classifier(cfg.model, num_labels=spec.num_labels, seed=cfg.seed,
+                                        pooling=cfg.pooling))
 
     # Allocations: the simulator decides every scheme's rounds from the cost model.
     profile = cost_profile(cfg, fresh_blocks())
@@ -182,6 +184,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
     common = dict(task=spec.name, dev=dev, tau=cfg.tau, batch_size=cfg.batch_size, lr=cfg.lr,
                   eval_every=cfg.eval_every, checkpoint_every=cfg.eval_every, seed=cfg.seed,
                   progress=cfg.progress, lr_decay_steps=cfg.rounds if cfg.lr_decay else 0)
+    if cfg.pooling != "cls":  # a checkpoint of another head must not resume into this one
+        common["config"] = {"pooling": cfg.pooling}
     runs = {}
     for scheme in cfg.schemes:
         plans = round_plans(trace, scheme)
