@@ -175,3 +175,14 @@ def analytic_profile(
         source="analytic",
         meta={"model": dataclasses.asdict(spec), "workload": dataclasses.asdict(work)},
     )
+
+
+def known_profile(name: str, work: Workload | None = None,
+                  num_blocks: int | None = None) -> BlockCostProfile:
+    """:func:`analytic_profile` of the architecture ``KNOWN_SPECS[name]`` (case-insensitive),
+    its name in ``meta["model"]``. Raises KeyError for an unknown name, ValueError for a block
+    count outside 1..layers."""
+    spec = KNOWN_SPECS[name.lower()]
+    profile = analytic_profile(spec, work, num_blocks=num_blocks)
+    profile.meta["model"] = spec.name
+    return profile

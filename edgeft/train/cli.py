@@ -75,7 +75,7 @@ def _scale(value: str) -> float:
 
 def run_analytic_profile(args: argparse.Namespace) -> int:
     """``--analytic NAME``: write the analytic profile (paper's cost model) without measuring."""
-    from edgeft.system.profile import KNOWN_SPECS, Workload, analytic_profile
+    from edgeft.system.profile import KNOWN_SPECS, Workload, known_profile
 
     spec = KNOWN_SPECS.get(args.analytic.lower())
     if spec is None:
@@ -84,8 +84,8 @@ def run_analytic_profile(args: argparse.Namespace) -> int:
     if not 1 <= k <= spec.num_layers:
         raise ScenarioError("--num-blocks", args.num_blocks, f"1..{spec.num_layers}")
     work = Workload(batch_size=args.batch_size, seq_len=args.seq_len, tau=args.tau)
-    profile = analytic_profile(spec, work, num_blocks=k)
-    profile.meta.update(model=spec.name, batch_size=work.batch_size, seq_len=work.seq_len,
+    profile = known_profile(args.analytic, work, num_blocks=k)
+    profile.meta.update(batch_size=work.batch_size, seq_len=work.seq_len,
                         tau=work.tau, dtype="analytic, 16-bit", scale="reference device")
     profile.save(args.out)
     if args.plot:

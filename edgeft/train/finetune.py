@@ -99,19 +99,23 @@ def model_spec(blocks, name: str):
 
 def cost_profile(cfg: FinetuneConfig, blocks):
     """Per-depth costs for the modelled time, payload = the largest block upload."""
-    from edgeft.system.profile import KNOWN_SPECS, BlockCostProfile, Workload, analytic_profile
+    from edgeft.system.profile import (
+        KNOWN_SPECS,
+        BlockCostProfile,
+        Workload,
+        analytic_profile,
+        known_profile,
+    )
 
     if cfg.profile and cfg.profile.startswith(ANALYTIC):  # a known deployment, no file
-        spec = KNOWN_SPECS.get(cfg.profile[len(ANALYTIC):].lower())
-        if spec is None or blocks.num_blocks > spec.num_layers:
-            raise ScenarioError("--profile", cfg.profile,
-                                f"'{ANALYTIC}NAME' with NAME one of {', '.join(KNOWN_SPECS)} "
-                                f"and at least {blocks.num_blocks} layers")
         # The paper's workload (batch 16 x 128 tokens, tau 1): the same numbers as
         # ``edgeft profile --analytic NAME --num-blocks K``.
-        profile = analytic_profile(spec, Workload(), num_blocks=blocks.num_blocks)
-        profile.meta["model"] = spec.name
-        return profile
+        try:
+            return known_profile(cfg.profile[len(ANALYTIC):], num_blocks=blocks.num_blocks)
+        except (KeyError, ValueError):
+            raise ScenarioError("--profile", cfg.profile,
+                                f"'{ANALYTIC}NAME' with NAME one of {', '.join(KNOWN_SPECS)} "
+                                f"and at least {blocks.num_blocks} layers") from None
     if cfg.profile:  # its costs and its payload, e.g. the paper's RoBERTa-base deployment
         try:
             profile = BlockCostProfile.load(cfg.profile)
@@ -246,6 +250,11 @@ def time_to_target(curve: dict, target: float) -> float:
     return float("inf")
 
 
+def _scheme_order(names: set[str]) -> list[str]:
+    """The paper's schemes in its order, then any others alphabetically."""
+    return [s for s in _TABLE_ORDER if s in names] + sorted(set(names) - set(_TABLE_ORDER))
+
+
 def plot_fig7(summary: dict, path: Path, target_share: float = 0.95) -> None:
     """Metric against modelled time, one line per scheme; the centralized best and Table I's
     target as references."""
@@ -261,9 +270,7 @@ def plot_fig7(summary: dict, path: Path, target_share: float = 0.95) -> None:
         ax.axhline(max(central), color="k", ls="--", lw=1, label="centralized (best, same steps)")
         ax.axhline(target_share * max(central), color="grey", ls=":", lw=1,
                    label=f"Table I target ({target_share:.0%} of it)")
-    names = [s for s in _TABLE_ORDER if s in curves]
-    names += sorted(set(curves) - set(names) - {"centralized"})
-    for name in names:
+    for name in _scheme_order(set(curves) - {"centralized"}):
         curve = curves[name]
         ax.plot(curve["modelled_time_s"], curve["metric"], marker="o", ms=3, label=name)
     ax.set_xlabel("modelled DEFT time (s)")
@@ -279,6 +286,8 @@ def plot_fig7(summary: dict, path: Path, target_share: float = 0.95) -> None:
 def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
     """Table I: per task (in the paper's row order), each scheme's modelled time to reach
     ``target_share`` of the centralized run's best metric; read from the studies under ``out``."""
+    from edgeft.report.paper import TABLE_I_TASKS
+
     rows = []
     for path in sorted(Path(out).glob("*/summary.json")):
         summary = json.loads(path.read_text())
@@ -294,8 +303,6 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
             if name != "centralized":
                 row[name] = time_to_target(curve, target)
         rows.append(row)
-    from edgeft.report.paper import TABLE_I_TASKS
-
     order = {task: i for i, task in enumerate(TABLE_I_TASKS)}
     return sorted(rows, key=lambda row: (order.get(row["task"], len(order)), row["task"]))
 
@@ -303,13 +310,11 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
 _ROW_KEYS = ("task", "metric", "target", "lost", "baseline")
 
 
-
 def table_markdown(rows: list[dict], target_share: float) -> str:
     """Table I as Markdown, with the ratios to comm-aware beside the paper's."""
     from edgeft.report.paper import table_i_time
 
-    found = {k for row in rows for k in row if k not in _ROW_KEYS}
-    schemes = [s for s in _TABLE_ORDER if s in found] + sorted(found - set(_TABLE_ORDER))
+    schemes = _scheme_order({k for row in rows for k in row if k not in _ROW_KEYS})
     lines = [
         f"Modelled time (s) to reach {target_share:.0%} of the centralized run's best",
         "",
