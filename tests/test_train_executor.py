@@ -255,3 +255,28 @@ def test_linear_lr_decay_follows_the_updates_and_resumes_identically(tmp_path):
     assert _strip(read_trace(tmp_path / "whole" / TRACE_FILE)) == _strip(
         read_trace(tmp_path / "parts" / TRACE_FILE)
     )
+
+
+def test_head_learning_rate_scale_moves_the_head_faster_and_is_part_of_the_checkpoint(tmp_path):
+    # Adam's first step moves every weight by about lr * sign(grad), so a 10x head rate shows
+    # as a 10x larger first move of the head than of the LoRA tensors.
+    ex = _executor(None, head_lr_scale=10.0)
+    before = {n: p.detach().clone() for n, p in ex.blocks.trainable_parameters().items()}
+    ex.apply_gradients({n: torch.ones_like(p) for n, p in before.items()})
+    for name, p in ex.blocks.trainable_parameters().items():
+        step = (p.detach() - before[name]).abs().max().item()
+        expected = 1e-2 * (1.0 if "lora_" in name else 10.0)
+        assert step == pytest.approx(expected, rel=1e-3), name
+    assert any("lora_" not in n for n in before)  # the head is trainable and was checked
+    # with decay, both groups decay from their own rate
+    decayed = _executor(None, head_lr_scale=10.0, lr_decay_steps=4)
+    for _ in range(2):  # the second update runs at 1 - 1/4 of each group's rate
+        decayed.apply_gradients({n: torch.ones_like(p) for n, p in before.items()})
+    rates = sorted(g["lr"] for g in decayed.optimizer.param_groups)
+    assert rates == pytest.approx([1e-2 * 0.75, 1e-1 * 0.75])
+    # a checkpoint written with another head rate does not resume silently
+    _executor(tmp_path, head_lr_scale=10.0).run(_plans(2))
+    with pytest.raises(ScenarioError, match="checkpoint"):
+        _executor(tmp_path).run(_plans(4))
+    with pytest.raises(ScenarioError, match="head_lr_scale"):
+        _executor(None, head_lr_scale=0.0)

@@ -157,8 +157,9 @@ def test_table_plan_uses_the_papers_cost_model_and_each_tasks_own_evaluation_int
     configs = table_configs("glue")
     assert [c.task for c in configs] == list(TABLE_PLAN)
     for c in configs:
-        rounds, seq_len, every = TABLE_PLAN[c.task]
-        assert (c.rounds, c.seq_len, c.eval_every) == (rounds, seq_len, every)
+        plan = TABLE_PLAN[c.task]
+        assert (c.rounds, c.seq_len, c.eval_every) == (plan.rounds, plan.seq_len, plan.eval_every)
+        assert (c.pooling, c.head_lr_scale) == (plan.pooling, plan.head_lr_scale)
         assert c.profile == TABLE_COST_MODEL
         assert c.schemes == ("comm-aware", "ba", "jbba")
 

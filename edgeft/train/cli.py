@@ -159,9 +159,10 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--glue-dir", default=None,
                    help="GLUE directory in the standard TSV layout (or $EDGEFT_GLUE_DIR)")
     p.add_argument("--model", default=None, help="model directory or name (default: MiniLM)")
-    p.add_argument("--pooling", choices=("cls", "mean"), default=d.pooling,
-                   help="the head's input: the model's own pooler (cls, default) or the masked "
-                   "mean of the last hidden states (mean: sentence-transformers' pooling)")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                   help=f"the head's input: the model's own pooler (cls) or the masked mean of "
+                   f"the last hidden states (mean: sentence-transformers' pooling) (default "
+                   f"{d.pooling}; with --task all, the per-task plan)")
     p.add_argument("--schemes", default=None,
                    help=f"comma-separated (default {','.join(STUDY_SCHEMES)}; with --task all, "
                    "the paper's comm-aware,ba,jbba)")
@@ -173,6 +174,9 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
                    help=f"tokens (default {d.seq_len}; with --task all, the per-task plan)")
     p.add_argument("--tau", type=int, default=d.tau)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--head-lr-scale", type=float, default=None,
+                   help=f"the task head's learning rate as a multiple of --lr (default "
+                   f"{d.head_lr_scale:g}; with --task all, the per-task plan)")
     p.add_argument("--constant-lr", action="store_true",
                    help="no linear decay of the learning rate over the rounds")
     p.add_argument("--eval-every", type=int, default=None,
@@ -221,19 +225,26 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
             raise ScenarioError("--" + name.replace("_", "-"), value, "a positive integer")
     if not args.lr > 0:
         raise ScenarioError("--lr", args.lr, "a positive learning rate")
+    if args.head_lr_scale is not None and not args.head_lr_scale > 0:
+        raise ScenarioError("--head-lr-scale", args.head_lr_scale, "a positive factor")
     default = FinetuneConfig()
     tasks = tuple(TABLE_PLAN) if every else (args.task,)
     for task in tasks:
-        planned = TABLE_PLAN[task] if every else None
-        rounds = args.rounds or (planned[0] if planned else default.rounds)
-        seq_len = args.seq_len or (planned[1] if planned else default.seq_len)
-        eval_every = args.eval_every or (planned[2] if planned else default.eval_every)
+        plan = TABLE_PLAN[task] if every else None
+
+        def chosen(name, _plan=plan):  # the flag if given, else the task's plan, else default
+            value = getattr(args, name)
+            if value is not None:
+                return value
+            return getattr(_plan if _plan is not None else default, name)
+
         cfg = FinetuneConfig(
-            task=task, glue_dir=args.glue_dir, model=args.model, pooling=args.pooling,
+            task=task, glue_dir=args.glue_dir, model=args.model, pooling=chosen("pooling"),
             schemes=schemes,
-            num_devices=args.devices, rounds=rounds, batch_size=args.batch_size,
-            seq_len=seq_len, tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
-            eval_every=eval_every, snr_db=args.snr_db, seed=args.seed,
+            num_devices=args.devices, rounds=chosen("rounds"), batch_size=args.batch_size,
+            seq_len=chosen("seq_len"), tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
+            head_lr_scale=chosen("head_lr_scale"),
+            eval_every=chosen("eval_every"), snr_db=args.snr_db, seed=args.seed,
             dirichlet_alpha=args.dirichlet_alpha, train_limit=args.train_limit,
             dev_limit=args.dev_limit, centralized=not args.no_centralized,
             profile=args.profile or (TABLE_COST_MODEL if every else None),

@@ -28,6 +28,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from edgeft.errors import ScenarioError
 
@@ -38,9 +39,20 @@ STUDY_SCHEMES = ("comm-aware", "ba", "jbba", "optimal")
 # task sized by each task's host cost (MiniLM, batch 16, tau 1, 2 threads, idle): a DEFT round
 # (6 block steps) takes about SST-2 1.4 s, CoLA 0.7 s, STS-B 2.3 s, MRPC 3.7 s, RTE 5 s, a
 # centralized step about a sixth of that; dev sets are evaluated 14-20 times per run.
-TABLE_PLAN = {  # task: (rounds, seq_len, rounds between evaluations)
-    "SST-2": (250, 64, 13), "MRPC": (100, 128, 5), "CoLA": (300, 64, 15), "RTE": (64, 128, 4),
-    "STS-B": (100, 128, 10),
+class TaskPlan(NamedTuple):
+    """One task's recipe in Table I's plan."""
+
+    rounds: int
+    seq_len: int
+    eval_every: int  # rounds between evaluations
+    pooling: str = "cls"
+    head_lr_scale: float = 1.0
+
+
+TABLE_PLAN = {
+    "SST-2": TaskPlan(250, 64, 13), "MRPC": TaskPlan(100, 128, 5),
+    "CoLA": TaskPlan(300, 64, 15), "RTE": TaskPlan(64, 128, 4),
+    "STS-B": TaskPlan(100, 128, 10),
 }
 TABLE_SCHEMES = ("comm-aware", "ba", "jbba")
 _TABLE_ORDER = ("comm-aware", "ba", "jbba", "optimal")  # columns and legend order
@@ -66,6 +78,7 @@ class FinetuneConfig:
     tau: int = 1
     lr: float = 2e-3
     lr_decay: bool = True  # linear decay to 0 over the rounds (the LoRA paper's GLUE recipe)
+    head_lr_scale: float = 1.0  # the task head's learning rate = lr * head_lr_scale
     eval_every: int = 25
     snr_db: float = 10.0
     seed: int = 0
@@ -187,7 +200,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
 
     common = dict(task=spec.name, dev=dev, tau=cfg.tau, batch_size=cfg.batch_size, lr=cfg.lr,
                   eval_every=cfg.eval_every, checkpoint_every=cfg.eval_every, seed=cfg.seed,
-                  progress=cfg.progress, lr_decay_steps=cfg.rounds if cfg.lr_decay else 0)
+                  progress=cfg.progress, lr_decay_steps=cfg.rounds if cfg.lr_decay else 0,
+                  head_lr_scale=cfg.head_lr_scale)
     if cfg.pooling != "cls":  # a checkpoint of another head must not resume into this one
         common["config"] = {"pooling": cfg.pooling}
     runs = {}
@@ -356,15 +370,15 @@ def table_configs(glue_dir: str | None, quick: bool = False, seed: int = 0,
                   progress: bool = True) -> list[FinetuneConfig]:
     """The studies behind Table I (``quick``: a few rounds on small slices, a smoke run)."""
     configs = []
-    for task, (rounds, seq_len, every) in TABLE_PLAN.items():
+    for task, plan in TABLE_PLAN.items():
+        recipe = dict(task=task, glue_dir=glue_dir, schemes=TABLE_SCHEMES, pooling=plan.pooling,
+                      head_lr_scale=plan.head_lr_scale, profile=TABLE_COST_MODEL, seed=seed,
+                      progress=progress)
         if quick:
             configs.append(FinetuneConfig(
-                task=task, glue_dir=glue_dir, schemes=TABLE_SCHEMES, rounds=4, eval_every=2,
-                seq_len=min(seq_len, 64), train_limit=160, dev_limit=48, num_devices=12,
-                profile=TABLE_COST_MODEL, seed=seed, progress=progress))
+                rounds=4, eval_every=2, seq_len=min(plan.seq_len, 64), train_limit=160,
+                dev_limit=48, num_devices=12, **recipe))
         else:
             configs.append(FinetuneConfig(
-                task=task, glue_dir=glue_dir, schemes=TABLE_SCHEMES, rounds=rounds,
-                eval_every=every, seq_len=seq_len, profile=TABLE_COST_MODEL, seed=seed,
-                progress=progress))
+                rounds=plan.rounds, eval_every=plan.eval_every, seq_len=plan.seq_len, **recipe))
     return configs
