@@ -255,3 +255,16 @@ def test_batch_stream_smaller_than_a_batch_wraps():
     assert sorted(s.next_indices().tolist()).count(7) >= 2
     with pytest.raises(ScenarioError):
         BatchStream(np.array([], dtype=int), batch_size=2)
+
+
+def test_balanced_class_weights_give_every_class_the_same_total_weight():
+    from edgeft.train.data import balanced_class_weights
+
+    labels = np.array([1] * 7 + [0] * 3)
+    w = balanced_class_weights(labels)
+    assert w == pytest.approx([10 / 6, 10 / 14])
+    assert w[0] * 3 == pytest.approx(w[1] * 7)
+    with pytest.raises(ScenarioError, match="class_weights"):
+        balanced_class_weights(np.array([0.5, 4.0]))  # regression (STS-B)
+    with pytest.raises(ScenarioError, match="class_weights"):
+        balanced_class_weights(np.array([1, 1, 2]))  # class 0 absent

@@ -159,7 +159,8 @@ def test_table_plan_uses_the_papers_cost_model_and_each_tasks_own_evaluation_int
     for c in configs:
         plan = TABLE_PLAN[c.task]
         assert (c.rounds, c.seq_len, c.eval_every) == (plan.rounds, plan.seq_len, plan.eval_every)
-        assert (c.pooling, c.head_lr_scale) == (plan.pooling, plan.head_lr_scale)
+        assert (c.pooling, c.head_lr_scale, c.class_weights) == (
+            plan.pooling, plan.head_lr_scale, plan.class_weights)
         assert c.profile == TABLE_COST_MODEL
         assert c.schemes == ("comm-aware", "ba", "jbba")
 
@@ -224,3 +225,23 @@ def test_mean_pooling_study_runs_and_a_checkpoint_of_another_head_does_not_resum
     assert main(args) == 2  # same folder, the default (cls) head: refused, not resumed
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "checkpoint" in err
+
+
+def test_balanced_class_weights_study_records_them_and_refuses_a_regression_task(tmp_path,
+                                                                                  capsys):
+    from edgeft.cli import main
+
+    args = ["finetune", "--glue-dir", str(GLUE), "--train-limit", "64", "--dev-limit", "16",
+            "--rounds", "2", "--eval-every", "1", "--devices", "6", "--schemes", "jbba",
+            "--seq-len", "24", "--no-centralized", "--out", str(tmp_path), "--quiet"]
+    assert main(args + ["--task", "CoLA", "--class-weights", "balanced",
+                        "--head-lr-scale", "10"]) == 0
+    summary = json.loads((tmp_path / "CoLA" / "summary.json").read_text())
+    assert summary["config"]["class_weights"] == "balanced"
+    assert summary["config"]["head_lr_scale"] == 10
+    capsys.readouterr()
+    assert main(args + ["--task", "CoLA", "--head-lr-scale", "10"]) == 2  # another loss
+    assert "checkpoint" in capsys.readouterr().err
+    assert main(args + ["--task", "STS-B", "--class-weights", "balanced"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "class_weights" in err

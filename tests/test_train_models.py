@@ -186,3 +186,23 @@ def test_mean_pooling_feeds_the_head_the_masked_mean_and_ignores_padding():
     assert type(load_classifier("random:tiny-bert").bert.pooler).__name__ == "BertPooler"
     with pytest.raises(ScenarioError, match="pooling"):
         load_classifier("random:tiny-bert", pooling="max")
+
+
+def test_class_weights_make_the_wrapped_model_s_loss_the_weighted_cross_entropy():
+    import torch.nn.functional as F
+
+    from edgeft.train.models import use_class_weights
+
+    blocks = add_lora(load_classifier("random:tiny-bert", num_labels=2, seed=0))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(100, 1000, (6, 8), generator=g)
+    labels = torch.tensor([0, 1, 1, 1, 1, 1])
+    blocks.model.eval()
+    plain = blocks.model(input_ids=ids, labels=labels)
+    use_class_weights(blocks.model, [3.0, 0.6])
+    weighted = blocks.model(input_ids=ids, labels=labels)
+    expected = F.cross_entropy(weighted.logits, labels, weight=torch.tensor([3.0, 0.6]))
+    assert torch.allclose(weighted.loss, expected)
+    assert not torch.allclose(weighted.loss, plain.loss)  # the hook did change the loss
+    weighted.loss.backward()  # and gradients flow through it
+    assert any(p.grad is not None for p in blocks.trainable_parameters().values())

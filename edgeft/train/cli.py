@@ -177,6 +177,9 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--head-lr-scale", type=float, default=None,
                    help=f"the task head's learning rate as a multiple of --lr (default "
                    f"{d.head_lr_scale:g}; with --task all, the per-task plan)")
+    p.add_argument("--class-weights", choices=("none", "balanced"), default=None,
+                   help="'balanced': class-weighted cross-entropy, w_c = n / (C n_c), for skewed "
+                   "classes (default none; with --task all, the per-task plan)")
     p.add_argument("--constant-lr", action="store_true",
                    help="no linear decay of the learning rate over the rounds")
     p.add_argument("--eval-every", type=int, default=None,
@@ -244,6 +247,7 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
             num_devices=args.devices, rounds=chosen("rounds"), batch_size=args.batch_size,
             seq_len=chosen("seq_len"), tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
             head_lr_scale=chosen("head_lr_scale"),
+            class_weights=None if args.class_weights == "none" else chosen("class_weights"),
             eval_every=chosen("eval_every"), snr_db=args.snr_db, seed=args.seed,
             dirichlet_alpha=args.dirichlet_alpha, train_limit=args.train_limit,
             dev_limit=args.dev_limit, centralized=not args.no_centralized,

@@ -25,6 +25,7 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -135,6 +136,25 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
         pooler.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
 
     base.register_forward_pre_hook(remember_mask, with_kwargs=True)
+    return model
+
+
+def use_class_weights(model: nn.Module, weights) -> nn.Module:
+    """Make the classifier's loss the class-weighted cross-entropy
+    ``sum_i w_{y_i} CE_i / sum_i w_{y_i}`` (``torch.nn.functional.cross_entropy`` with
+    ``weight``); a forward hook replaces the loss of every call that passes ``labels``, so
+    block gradients, the centralized loop and the dev loss all use it."""
+    import torch.nn.functional as F
+
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+
+    def weighted_loss(_module, _args, kwargs, output):
+        labels = kwargs.get("labels")
+        if labels is not None and getattr(output, "logits", None) is not None:
+            output.loss = F.cross_entropy(output.logits, labels, weight=w.to(output.logits.dtype))
+        return output
+
+    model.register_forward_hook(weighted_loss, with_kwargs=True)
     return model
 
 
