@@ -258,3 +258,15 @@ def test_python_api_shape_and_errors():
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_finetune_help_states_plan_defaults_in_words_and_never_default_none(capsys):
+    from edgeft.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["finetune", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: None" not in text
+    assert "(default 300; with --task all, the per-task plan)" in text  # --rounds
+    assert "(default: runs)" in text  # plain defaults still shown

@@ -139,6 +139,17 @@ def add_subparsers(subparsers) -> None:
     add_table_subparser(subparsers)
 
 
+class PlanAwareHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: X)" only where the help does not state its own default (the flags
+    whose default depends on ``--task all`` say it in words) and X is not None."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if action.default is None or "default " in help_text or "(default" in help_text:
+            return help_text
+        return super()._get_help_string(action)
+
+
 def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     """``edgeft finetune``: the Fig. 7 study of one GLUE task."""
     from edgeft.train.finetune import STUDY_SCHEMES, FinetuneConfig
@@ -151,7 +162,7 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
         "executor runs those rounds on the real model; a centralized run with the same steps "
         "is the oracle. Writes OUT/TASK/{SCHEME,centralized}/trace.jsonl, summary.json and "
         "fig7.png; rerunning the same command resumes from the checkpoints.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=PlanAwareHelpFormatter,
     )
     p.add_argument("--task", default=d.task,
                    help="GLUE task (CoLA, SST-2, MRPC, RTE, STS-B, ...), or 'all' for the five "
