@@ -244,13 +244,11 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
     default = FinetuneConfig()
     tasks = tuple(TABLE_PLAN) if every else (args.task,)
     for task in tasks:
-        plan = TABLE_PLAN[task] if every else None
+        source = TABLE_PLAN[task] if every else default  # where an unset flag's value comes from
 
-        def chosen(name, _plan=plan):  # the flag if given, else the task's plan, else default
+        def chosen(name, source=source):
             value = getattr(args, name)
-            if value is not None:
-                return value
-            return getattr(_plan if _plan is not None else default, name)
+            return getattr(source, name) if value is None else value
 
         cfg = FinetuneConfig(
             task=task, glue_dir=args.glue_dir, model=args.model, pooling=chosen("pooling"),
