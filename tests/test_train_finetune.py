@@ -11,6 +11,8 @@ from edgeft.train.finetune import time_table, time_to_target
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE = Path(os.environ.get("EDGEFT_GLUE_DIR") or REPO.parent / "shared" / "data" / "glue")
+needs_glue = pytest.mark.skipif(not (GLUE / "SST-2").is_dir(),
+                                reason=f"GLUE SST-2 not found at {GLUE}")
 
 
 def test_time_to_target_is_the_first_evaluation_reaching_it():
@@ -54,7 +56,7 @@ def test_round_plans_skip_memory_wall_rounds_and_carry_the_modelled_latency():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (GLUE / "SST-2").is_dir(), reason=f"GLUE SST-2 not found at {GLUE}")
+@needs_glue
 def test_finetune_command_runs_resumes_and_tables(tmp_path, capsys):
     from edgeft.cli import main
 
@@ -210,6 +212,7 @@ def test_table_flags_targets_an_input_blind_predictor_already_meets(tmp_path):
     assert "RTE" not in flagged  # 0.779 > 0.527: learning was needed
 
 
+@needs_glue
 def test_mean_pooling_study_runs_and_a_checkpoint_of_another_head_does_not_resume(tmp_path,
                                                                                    capsys):
     from edgeft.cli import main
@@ -227,6 +230,7 @@ def test_mean_pooling_study_runs_and_a_checkpoint_of_another_head_does_not_resum
     assert len(err.splitlines()) == 1 and "checkpoint" in err
 
 
+@needs_glue
 def test_balanced_class_weights_study_records_them_and_refuses_a_regression_task(tmp_path,
                                                                                   capsys):
     from edgeft.cli import main
@@ -245,3 +249,26 @@ def test_balanced_class_weights_study_records_them_and_refuses_a_regression_task
     assert main(args + ["--task", "STS-B", "--class-weights", "balanced"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "class_weights" in err
+
+
+@needs_glue
+def test_lora_rank_and_targets_are_recorded_and_a_checkpoint_of_another_adapter_does_not_resume(
+        tmp_path, capsys):
+    from edgeft.cli import main
+
+    args = ["finetune", "--task", "SST-2", "--glue-dir", str(GLUE), "--train-limit", "64",
+            "--dev-limit", "16", "--rounds", "2", "--eval-every", "1", "--devices", "6",
+            "--schemes", "jbba", "--seq-len", "24", "--no-centralized", "--out", str(tmp_path),
+            "--quiet"]
+    assert main(args + ["--lora-r", "4", "--lora-targets", "query,key,value,dense"]) == 0
+    summary = json.loads((tmp_path / "SST-2" / "summary.json").read_text())
+    assert summary["config"]["lora_r"] == 4
+    assert summary["config"]["lora_targets"] == ["query", "key", "value", "dense"]
+    capsys.readouterr()
+    assert main(args + ["--lora-r", "4"]) == 2  # LoRA on query and value only: refused
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint" in err
+    assert main(args + ["--lora-targets", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(args + ["--lora-r", "0"]) == 2
+    assert "--lora-r" in capsys.readouterr().err

@@ -128,6 +128,28 @@ def test_more_blocks_than_layers_is_an_error():
     assert "4 layers" in str(err.value)
 
 
+def test_lora_on_every_linear_layer_stays_in_the_layers_and_scales_the_payload():
+    blocks = add_lora(build_random_model("tiny-bert", num_labels=2, seed=0), r=4,
+                      target_modules=("query", "key", "value", "dense"))
+    for depth in range(1, 5):
+        lora = [n for n in blocks.blocks[depth - 1] if "lora_" in n]
+        # q, k, v, attention output, intermediate, output: six linear layers, A and B each
+        assert len(lora) == 12
+        assert all(f".layer.{blocks.num_layers - depth}." in n for n in lora)
+    assert not any("pooler" in n and "lora_" in n for n, _ in blocks.model.named_parameters())
+    h, ffn, r = 32, 64, 4
+    lora_params = 4 * r * (h + h) + r * (h + ffn) + r * (ffn + h)
+    assert blocks.lora_payload_bits() == lora_params * 32
+
+
+@pytest.mark.parametrize("kwargs, field", [({"target_modules": ("nope",)}, "target_modules"),
+                                           ({"r": 0}, "r")])
+def test_bad_lora_options_are_one_line_errors(kwargs, field):
+    with pytest.raises(ScenarioError) as err:
+        add_lora(build_random_model("tiny-bert", seed=0), **kwargs)
+    assert str(err.value).startswith(f"{field}: ") and "\n" not in str(err.value)
+
+
 def test_bad_depth_is_an_error(tiny):
     with pytest.raises(ScenarioError, match="depth"):
         tiny.layer_index(0)

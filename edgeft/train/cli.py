@@ -174,6 +174,10 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
                    help=f"the head's input: the model's own pooler (cls) or the masked mean of "
                    f"the last hidden states (mean: sentence-transformers' pooling) (default "
                    f"{d.pooling}; with --task all, the per-task plan)")
+    p.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank (alpha = 2 r)")
+    p.add_argument("--lora-targets", default=",".join(d.lora_targets),
+                   help="comma-separated names of the linear modules that get LoRA in every "
+                   "layer; query,key,value,dense is every linear layer of a BERT layer")
     p.add_argument("--schemes", default=None,
                    help=f"comma-separated (default {','.join(STUDY_SCHEMES)}; with --task all, "
                    "the paper's comm-aware,ba,jbba)")
@@ -237,6 +241,11 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ScenarioError("--" + name.replace("_", "-"), value, "a positive integer")
+    if args.lora_r <= 0:
+        raise ScenarioError("--lora-r", args.lora_r, "a positive integer")
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    if not targets:
+        raise ScenarioError("--lora-targets", args.lora_targets, "module names, e.g. query,value")
     if not args.lr > 0:
         raise ScenarioError("--lr", args.lr, "a positive learning rate")
     if args.head_lr_scale is not None and not args.head_lr_scale > 0:
@@ -252,7 +261,7 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
 
         cfg = FinetuneConfig(
             task=task, glue_dir=args.glue_dir, model=args.model, pooling=chosen("pooling"),
-            schemes=schemes,
+            lora_r=args.lora_r, lora_targets=targets, schemes=schemes,
             num_devices=args.devices, rounds=chosen("rounds"), batch_size=args.batch_size,
             seq_len=chosen("seq_len"), tau=args.tau, lr=args.lr, lr_decay=not args.constant_lr,
             head_lr_scale=chosen("head_lr_scale"),

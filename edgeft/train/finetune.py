@@ -77,6 +77,8 @@ class FinetuneConfig:
     glue_dir: str | None = None
     model: str | None = None  # None: the installed all-MiniLM-L6-v2
     pooling: str = "cls"  # the head's input: the model's own pooler, or "mean" (masked mean)
+    lora_r: int = 8
+    lora_targets: tuple[str, ...] = ("query", "value")  # the LoRA paper's; "dense" adds the rest
     schemes: tuple[str, ...] = STUDY_SCHEMES
     num_devices: int = 20
     rounds: int = 300
@@ -211,7 +213,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
     def fresh_blocks():
         model = load_classifier(cfg.model, num_labels=spec.num_labels, seed=cfg.seed,
                                 pooling=cfg.pooling)
-        blocks = add_lora(model)
+        blocks = add_lora(model, r=cfg.lora_r, alpha=2 * cfg.lora_r,
+                          target_modules=tuple(cfg.lora_targets))
         if weights is not None:  # on the peft wrapper: the callers call it, hooks run
             use_class_weights(blocks.model, weights)
         return blocks
@@ -224,10 +227,11 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
                   eval_every=cfg.eval_every, checkpoint_every=cfg.eval_every, seed=cfg.seed,
                   progress=cfg.progress, lr_decay_steps=cfg.rounds if cfg.lr_decay else 0,
                   head_lr_scale=cfg.head_lr_scale)
-    # A checkpoint of another head or loss must not resume into this one (recorded only when
-    # not the default, so checkpoints written before these options still resume).
-    common["config"] = {k: v for k, v in (("pooling", cfg.pooling),
-                                          ("class_weights", cfg.class_weights))
+    # A checkpoint of another head, loss or adapter must not resume into this one (recorded only
+    # when not the default, so checkpoints written before these options still resume).
+    recipe = {"pooling": cfg.pooling, "class_weights": cfg.class_weights, "lora_r": cfg.lora_r,
+              "lora_targets": tuple(cfg.lora_targets)}
+    common["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()
                         if v != getattr(FinetuneConfig, k)}
     runs = {}
     for scheme in cfg.schemes:

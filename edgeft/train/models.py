@@ -311,6 +311,8 @@ def add_lora(
         raise ScenarioError(
             "num_blocks", num_blocks, f"1..{num_layers} (the model has {num_layers} layers)"
         )
+    if int(r) != r or r < 1:
+        raise ScenarioError("r", r, "a positive integer LoRA rank")
     head = ["classifier", "score"]
     has_pooler = any(n.split(".")[-1] == "pooler" and m is not None
                      for n, m in model.named_modules())
@@ -322,12 +324,17 @@ def add_lora(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=list(target_modules),
-        layers_to_transform=None if k == num_layers else list(range(num_layers - k, num_layers)),
+        # Always the layer range, so a name the pooler shares (BERT's "dense") stays in layers.
+        layers_to_transform=list(range(num_layers - k, num_layers)),
         modules_to_save=head,
     )
     with warnings.catch_warnings():  # peft calls a transformers API deprecated for v6
         warnings.simplefilter("ignore", FutureWarning)
-        peft_model = get_peft_model(model, config)
+        try:
+            peft_model = get_peft_model(model, config)
+        except ValueError:  # peft: "Target modules {...} not found in the base model"
+            raise ScenarioError("target_modules", list(target_modules),
+                                "names of linear modules in the encoder layers") from None
     layers = encoder_layers(peft_model.base_model.model)
     owner = {}
     for index, layer in enumerate(layers):
