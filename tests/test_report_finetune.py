@@ -29,7 +29,8 @@ def test_reproduce_appends_table_i_and_fig7_from_finished_studies(tmp_path, caps
     _study(runs, "MRPC", "f1", {"comm-aware": [10.0, 20.0], "ba": [5.0, 8.0], "jbba": [4.0, 6.0]},
            [0.5, 0.88])
     _study(runs, "CoLA", "matthews", {"comm-aware": [10.0, 20.0], "jbba": [4.0, 6.0]},
-           [0.5, 0.88], pooling="mean", head_lr_scale=25.0, class_weights="balanced")
+           [0.5, 0.88], pooling="mean", head_lr_scale=25.0, class_weights="balanced",
+           lora_r=4, lora_targets=["query", "key", "value", "dense"])
     out = tmp_path / "report"
     assert main(["reproduce", "--quick", "--no-progress", "--rounds", "4", "--out", str(out),
                  "--finetune-runs", str(runs)]) == 0
@@ -44,6 +45,8 @@ def test_reproduce_appends_table_i_and_fig7_from_finished_studies(tmp_path, caps
     mrpc = next(line for line in section.splitlines() if line.startswith("  - MRPC"))
     assert "masked mean" in cola and "25x the LoRA rate" in cola and "class-balanced" in cola
     assert "own pooler" in mrpc and "LoRA rate" not in mrpc and "plain loss" in mrpc
+    # and its adapter (the defaults where the summary predates the options)
+    assert "LoRA r 4 on query, key, value, dense;" in cola and "LoRA r 8 on query, value;" in mrpc
     # Fig. 7 is drawn from the summary (no fig7.png in the study folder)
     assert (out / "fig7_MRPC.png").read_bytes()[:4] == b"\x89PNG" and "(fig7_MRPC.png)" in section
 

