@@ -332,7 +332,9 @@ def add_lora(
         warnings.simplefilter("ignore", FutureWarning)
         try:
             peft_model = get_peft_model(model, config)
-        except ValueError:  # peft: "Target modules {...} not found in the base model"
+        except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
+            if "not found" not in str(exc):
+                raise
             raise ScenarioError("target_modules", list(target_modules),
                                 "names of linear modules in the encoder layers") from None
     layers = encoder_layers(peft_model.base_model.model)
