@@ -303,6 +303,7 @@ def add_lora(
     """Wrap ``model`` with peft LoRA on the top ``num_blocks`` layers (default: all) and cut it
     into depth blocks. The base weights are frozen; LoRA tensors and the head train."""
     from peft import LoraConfig, TaskType, get_peft_model
+    from peft.utils.error import NoMatchingPeftModuleError
 
     layers = encoder_layers(model)
     num_layers = len(layers)
@@ -332,9 +333,7 @@ def add_lora(
         warnings.simplefilter("ignore", FutureWarning)
         try:
             peft_model = get_peft_model(model, config)
-        except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
-            if "not found" not in str(exc):
-                raise
+        except NoMatchingPeftModuleError:
             raise ScenarioError("target_modules", list(target_modules),
                                 "names of linear modules in the encoder layers") from None
     layers = encoder_layers(peft_model.base_model.model)
