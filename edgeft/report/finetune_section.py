@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeft.train.finetune import plot_fig7, table_markdown, time_table
+from edgeft.train.finetune import FinetuneConfig, plot_fig7, table_markdown, time_table
 
 
 def cost_model_name(cost_model: dict) -> str:
@@ -23,11 +23,11 @@ def cost_model_name(cost_model: dict) -> str:
 def recipe_words(config: dict) -> str:
     """'LoRA r 8 on query, value; head on the masked mean, at 25x the LoRA rate, class-balanced
     loss' from a config (summaries written before an option existed have its default)."""
-    targets = config.get("lora_targets") or ("query", "value")
-    words = [f"LoRA r {config.get('lora_r', 8)} on {', '.join(targets)}; "
+    targets = config.get("lora_targets") or FinetuneConfig.lora_targets
+    words = [f"LoRA r {config.get('lora_r', FinetuneConfig.lora_r)} on {', '.join(targets)}; "
              + ("head on the masked mean of the last hidden states"
                 if config.get("pooling") == "mean" else "head on the model's own pooler")]
-    scale = config.get("head_lr_scale", 1.0)
+    scale = config.get("head_lr_scale", FinetuneConfig.head_lr_scale)
     if scale != 1.0:
         words.append(f"at {scale:g}x the LoRA rate")
     words.append("class-balanced loss" if config.get("class_weights") == "balanced"

@@ -218,6 +218,11 @@ def add_finetune_subparser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _comma_names(text: str) -> tuple[str, ...]:
+    """'a, b,,c' -> ('a', 'b', 'c')."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def run_finetune_cmd(args: argparse.Namespace) -> int:
     from edgeft.deft.schedule import SCHEMES
     from edgeft.train.finetune import (
@@ -233,17 +238,15 @@ def run_finetune_cmd(args: argparse.Namespace) -> int:
     if args.schemes is None:
         schemes = TABLE_SCHEMES if every else STUDY_SCHEMES
     else:
-        schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
+        schemes = _comma_names(args.schemes)
     unknown = [s for s in schemes if s not in SCHEMES]
     if unknown or not schemes:
         raise ScenarioError("--schemes", args.schemes, f"names among {', '.join(SCHEMES)}")
-    for name in ("devices", "rounds", "batch_size", "seq_len", "tau", "eval_every"):
+    for name in ("devices", "rounds", "batch_size", "seq_len", "tau", "eval_every", "lora_r"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ScenarioError("--" + name.replace("_", "-"), value, "a positive integer")
-    if args.lora_r <= 0:
-        raise ScenarioError("--lora-r", args.lora_r, "a positive integer")
-    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    targets = _comma_names(args.lora_targets)
     if not targets:
         raise ScenarioError("--lora-targets", args.lora_targets, "module names, e.g. query,value")
     if not args.lr > 0:
