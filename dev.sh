@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI: creates .venv on first use, then runs what you ask.
 #   ./dev.sh reproduce [ARGS]   the main job: the paper's latency study -> report/
-#   ./dev.sh test [PYTEST ARGS] lint (ruff) and the whole test suite (what CI runs)
+#   ./dev.sh test [PYTEST ARGS] lint (ruff), the layer contracts (lint-imports), all the tests
 #   ./dev.sh edgeft ARGS        any edgeft command inside the environment
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,6 +32,7 @@ case "$cmd" in
   test)
     setup
     "$VENV/bin/ruff" check edgeft tests benchmarks
+    "$VENV/bin/lint-imports" --no-cache   # the layers of DESIGN.md (pyproject.toml)
     "$VENV/bin/python" -m pytest "$@"
     ;;
   reproduce)

@@ -25,7 +25,8 @@ import time
 import numpy as np
 
 from edgeft.deft.problem import DeftProblem
-from edgeft.deft.schedule import SCHEMES, memory_wall_message, schedule_arrays
+from edgeft.deft.schedule import memory_wall_message, schedule_arrays
+from edgeft.deft.schemes import SCHEMES
 from edgeft.errors import InfeasibleError
 from edgeft.scenario import GeneratorConfig, generate_scenario
 from edgeft.system.profile import TransformerSpec, analytic_profile

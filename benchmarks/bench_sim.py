@@ -14,8 +14,11 @@ import os
 import resource
 import time
 
-from edgeft.report.study import StudyConfig, run_study
-from edgeft.sim import STUDY_SCHEMES, SimSystem, draw_rounds, round_conditions, run_rounds
+from edgeft.deft.schemes import study_schemes
+from edgeft.sim import SimSystem, draw_rounds, round_conditions, run_rounds
+from edgeft.sim.study import StudyConfig, run_study
+
+STUDY_SCHEMES = study_schemes("latency")
 
 SNR_DB = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
 TARGET_S = 30.0

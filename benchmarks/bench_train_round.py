@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeft.train.centralized import CentralizedTrainer
+from edgeft.train.centralized import CentralizedTrainer, StepPlan
+from edgeft.train.config import LoopConfig, RunOptions
 from edgeft.train.data import GLUE_DIR_ENV, EncodedDataset, encode, read_glue, shard_indices
 from edgeft.train.executor import DeftExecutor, RoundPlan, device_update
 from edgeft.train.models import add_lora, load_classifier, load_tokenizer
@@ -69,12 +70,13 @@ def main() -> None:
     k, b, tau = blocks.num_blocks, args.batch_size, args.tau
     data = _data(k * b * tau * (args.rounds + 2) * 2, args.seq_len)
     shards = shard_indices(np.zeros(len(data)), k, seed=0)
-    deft = DeftExecutor(blocks, data, shards, task="SST-2", tau=tau, batch_size=b, lr=1e-3,
-                        progress=False)  # fmt: skip
+    config = LoopConfig(task="SST-2", tau=tau, batch_size=b, lr=1e-3)
+    quiet = RunOptions(progress=False)
+    deft = DeftExecutor(blocks, data, shards, config, quiet)
     plan = list(range(k))
 
     # Warm-up (allocator, oneDNN kernels).
-    deft.run_round(RoundPlan(1, plan, 1.0))
+    deft.step(RoundPlan(1, plan, 1.0))
 
     # 1-2: block steps one by one vs whole rounds, interleaved.
     step_s = {d: [] for d in range(1, k + 1)}
@@ -88,7 +90,7 @@ def main() -> None:
             total += step_s[d][-1]
         sums.append(total)
         tick = time.perf_counter()
-        deft.run_round(RoundPlan(r + 2, plan, 1.0))
+        deft.step(RoundPlan(r + 2, plan, 1.0))
         rounds.append(time.perf_counter() - tick)
     print("\nblock step host time (median s) by depth:")
     for d in range(1, k + 1):
@@ -102,13 +104,11 @@ def main() -> None:
     samples = k * tau * b * args.rounds
     deft_rate = k * tau * b / round_s
     central_blocks = add_lora(load_classifier(None, num_labels=2, seed=0))
-    central = CentralizedTrainer(
-        central_blocks, data, task="SST-2", tau=tau, batch_size=b, lr=1e-3, progress=False
-    )
-    central.run_step()  # warm-up
+    central = CentralizedTrainer(central_blocks, data, config, quiet)
+    central.step(StepPlan(1))  # warm-up
     tick = time.perf_counter()
-    for _ in range(k * args.rounds):
-        central.run_step()
+    for r in range(k * args.rounds):
+        central.step(StepPlan(r + 2))
     central_s = time.perf_counter() - tick
     print(f"\nsamples processed: {samples} (batch {b}, tau {tau}, length {args.seq_len})")
     print(f"DEFT executor:     {deft_rate:7.1f} samples/s ({1 / round_s:.2f} Adam updates/s)")

@@ -5,19 +5,24 @@ Python entry points::
     import edgeft
     scenario = edgeft.load_scenario("scenario.json")   # or a dict
     result = edgeft.schedule(scenario, "jbba")           # dict in the documented JSON form
+    edgeft.SCHEMES["jbba"].label                         # the registry of schedulers
 """
 
-from edgeft.deft.schedule import SCHEMES, schedule, schedule_arrays
-from edgeft.errors import EdgeftError, InfeasibleError, ScenarioError
+from edgeft.deft.schedule import schedule, schedule_arrays
+from edgeft.deft.schemes import SCHEMES, Scheme, register
+from edgeft.errors import EdgeftError, InfeasibleError, InputError, ScenarioError
 from edgeft.scenario import generate_scenario, load_scenario, validate_scenario
 
 __all__ = [
     "EdgeftError",
     "InfeasibleError",
+    "InputError",
     "ScenarioError",
     "SCHEMES",
+    "Scheme",
     "generate_scenario",
     "load_scenario",
+    "register",
     "schedule",
     "schedule_arrays",
     "validate_scenario",

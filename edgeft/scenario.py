@@ -8,8 +8,10 @@ A scenario is one round's snapshot of the system (JSON; extra keys are allowed a
      "blocks":  [{"depth": 1, "memory_bytes": 1.1e9, "compute_s": 0.9}, ...]}
 
 ``compute_s`` is the reference device's (compute_factor 1) latency for that block's work in one
-round; device n takes ``compute_s / compute_factor_n``. Block costs may not decrease with depth
-(paper property (10)); the exact schedulers rely on it.
+round; device n takes ``compute_s / compute_factor_n``. Block costs are non-negative and may come
+in any order of depth: the paper's property (10) (costs grow with depth) lets the schedulers take
+CRUNCH's O(NK) path, and a measured profile or a user's own cost table that breaks it is solved
+exactly by the general method (:mod:`edgeft.deft.ordering`).
 
 Paper-silent generator defaults (:class:`GeneratorConfig`) and why:
 
@@ -31,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.errors import ScenarioError
+from edgeft import checks
+from edgeft.errors import InputError
 from edgeft.system.channel import rayleigh_gains
 from edgeft.system.profile import BlockCostProfile, TransformerSpec, analytic_profile
 
@@ -42,31 +45,39 @@ BLOCK_FIELDS = ("memory_bytes", "compute_s")
 
 def _positive(value, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ScenarioError(field, value, "a positive finite number")
+        raise InputError(field, value, "a positive finite number")
     if not math.isfinite(value) or value <= 0:
-        raise ScenarioError(field, value, "a positive finite number")
+        raise InputError(field, value, "a positive finite number")
+    return float(value)
+
+
+def _non_negative(value, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(field, value, "a non-negative finite number")
+    if not math.isfinite(value) or value < 0:
+        raise InputError(field, value, "a non-negative finite number")
     return float(value)
 
 
 def _object(value, field: str) -> dict:
     if not isinstance(value, dict):
-        raise ScenarioError(field, value if not isinstance(value, list) else "a list", "an object")
+        raise InputError(field, value if not isinstance(value, list) else "a list", "an object")
     return value
 
 
 def _list(value, field: str) -> list:
     if not isinstance(value, list) or not value:
         shown = value if not isinstance(value, list) else "[]"
-        raise ScenarioError(field, shown, "a non-empty list")
+        raise InputError(field, shown, "a non-empty list")
     return value
 
 
 def validate_scenario(scenario) -> dict:
-    """Check a scenario dict; return it unchanged, or raise ScenarioError naming field and value."""
+    """Check a scenario dict; return it unchanged, or raise InputError naming field and value."""
     scenario = _object(scenario, "scenario")
     for name in (*TOP_FIELDS, "devices", "blocks"):
         if name not in scenario:
-            raise ScenarioError.missing(name)
+            raise InputError.missing(name)
     for name in TOP_FIELDS:
         _positive(scenario[name], name)
 
@@ -75,17 +86,17 @@ def validate_scenario(scenario) -> dict:
     for i, dev in enumerate(devices):
         dev = _object(dev, f"devices[{i}]")
         if "id" not in dev:
-            raise ScenarioError.missing(f"devices[{i}].id", "a non-empty string")
+            raise InputError.missing(f"devices[{i}].id", "a non-empty string")
         if not isinstance(dev["id"], str) or not dev["id"]:
-            raise ScenarioError(f"devices[{i}].id", dev["id"], "a non-empty string")
+            raise InputError(f"devices[{i}].id", dev["id"], "a non-empty string")
         if dev["id"] in seen:
-            raise ScenarioError(
+            raise InputError(
                 f"devices[{i}].id", dev["id"], f"a unique id (devices[{seen[dev['id']]}] has it)"
             )
         seen[dev["id"]] = i
         for name in DEVICE_FIELDS:
             if name not in dev:
-                raise ScenarioError.missing(f"devices[{i}].{name}", "a positive finite number")
+                raise InputError.missing(f"devices[{i}].{name}", "a positive finite number")
             _positive(dev[name], f"devices[{i}].{name}")
 
     blocks = _list(scenario["blocks"], "blocks")
@@ -93,38 +104,68 @@ def validate_scenario(scenario) -> dict:
     for i, blk in enumerate(blocks):
         blk = _object(blk, f"blocks[{i}]")
         if "depth" not in blk:
-            raise ScenarioError.missing(f"blocks[{i}].depth", "an integer depth")
+            raise InputError.missing(f"blocks[{i}].depth", "an integer depth")
         d = blk["depth"]
         if isinstance(d, bool) or not isinstance(d, int):
-            raise ScenarioError(f"blocks[{i}].depth", d, "an integer depth")
+            raise InputError(f"blocks[{i}].depth", d, "an integer depth")
         if d in depths:
-            raise ScenarioError(
+            raise InputError(
                 f"blocks[{i}].depth", d, f"a unique depth (blocks[{depths[d]}] has it)"
             )
         depths[d] = i
         for name in BLOCK_FIELDS:
             if name not in blk:
-                raise ScenarioError.missing(f"blocks[{i}].{name}", "a positive finite number")
-            _positive(blk[name], f"blocks[{i}].{name}")
+                raise InputError.missing(f"blocks[{i}].{name}", "a non-negative finite number")
+            _non_negative(blk[name], f"blocks[{i}].{name}")
     k = len(blocks)
     for d, i in depths.items():
         if not 1 <= d <= k:
-            raise ScenarioError(f"blocks[{i}].depth", d, f"depths 1..{k} (one per block)")
+            raise InputError(f"blocks[{i}].depth", d, f"depths 1..{k} (one per block)")
     if len(devices) < k:
-        raise ScenarioError(
+        raise InputError(
             "devices", f"{len(devices)} devices", f"at least as many devices as blocks ({k})"
         )
-    by_depth = [blocks[depths[d]] for d in range(1, k + 1)]
-    for name in BLOCK_FIELDS:
-        for d in range(1, k):
-            lo, hi = by_depth[d - 1][name], by_depth[d][name]
-            if hi < lo:
-                raise ScenarioError(
-                    f"blocks[{depths[d + 1]}].{name}",
-                    hi,
-                    f"a cost not below depth {d}'s {lo!r} (costs grow with depth, property (10))",
-                )
     return scenario
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioArrays:
+    """A validated scenario as arrays: blocks in depth order (index d-1 is depth d), devices in
+    file order. The one place a scenario dict is read into numbers."""
+
+    compute_ref_s: np.ndarray  # (K,)
+    memory_need_bytes: np.ndarray  # (K,)
+    compute_factor: np.ndarray  # (N,)
+    memory_bytes: np.ndarray  # (N,)
+    tx_power_w: np.ndarray  # (N,)
+    channel_gain: np.ndarray  # (N,)
+    payload_bits: float
+    bandwidth_hz: float
+    noise_power_w: float
+    device_ids: tuple[str, ...]
+
+
+def scenario_arrays(scenario: dict) -> ScenarioArrays:
+    """The arrays of a scenario dict (validated here)."""
+    scenario = validate_scenario(scenario)
+    devs = scenario["devices"]
+    blocks = sorted(scenario["blocks"], key=lambda b: b["depth"])
+
+    def column(rows, name):
+        return np.array([r[name] for r in rows], dtype=float)
+
+    return ScenarioArrays(
+        compute_ref_s=column(blocks, "compute_s"),
+        memory_need_bytes=column(blocks, "memory_bytes"),
+        compute_factor=column(devs, "compute_factor"),
+        memory_bytes=column(devs, "memory_bytes"),
+        tx_power_w=column(devs, "tx_power_w"),
+        channel_gain=column(devs, "channel_gain"),
+        payload_bits=float(scenario["payload_bits"]),
+        bandwidth_hz=float(scenario["bandwidth_hz"]),
+        noise_power_w=float(scenario["noise_power_w"]),
+        device_ids=tuple(d["id"] for d in devs),
+    )
 
 
 def load_scenario(source) -> dict:
@@ -135,11 +176,11 @@ def load_scenario(source) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ScenarioError("scenario", str(path), f"a readable file ({exc.strerror})") from None
+        raise InputError("scenario", str(path), f"a readable file ({exc.strerror})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScenarioError(
+        raise InputError(
             "scenario", str(path), f"valid JSON (line {exc.lineno}: {exc.msg})"
         ) from None
     return validate_scenario(data)
@@ -176,14 +217,19 @@ def generate_scenario(
     layers nearest the output as the ``num_blocks`` blocks).
     """
     cfg = config or GeneratorConfig()
-    if num_devices < 1:
-        raise ScenarioError("devices", num_devices, "a positive number of devices")
+    checks.integer("num_devices", num_devices, 1)
+    checks.integer("num_blocks", num_blocks, 1)
+    if num_devices < num_blocks:
+        raise InputError("num_devices", num_devices,
+                         f"at least as many devices as blocks ({num_blocks})")
+    checks.finite("snr_db", snr_db)
+    checks.integer("seed", seed, 0)
     if profile is None:
         # RoBERTa-base has 12 layers; longer synthetic stacks keep its layer shape.
         spec = TransformerSpec(num_layers=max(12, num_blocks))
         profile = analytic_profile(spec, num_blocks=max(num_blocks, 1))
     if profile.num_blocks != num_blocks:
-        raise ScenarioError("blocks", num_blocks, f"the profile's {profile.num_blocks} blocks")
+        raise InputError("num_blocks", num_blocks, f"the profile's {profile.num_blocks} blocks")
     rng = np.random.default_rng(seed)
     cf = rng.uniform(*cfg.compute_factor_range, size=num_devices)
     mem = rng.uniform(*cfg.memory_range_bytes, size=num_devices)

@@ -222,3 +222,14 @@ def latency_of(problem, device, bandwidth_hz) -> float:
              + problem.payload_bits / (float(b) * problem.spectral_eff[int(i)]))
         worst = max(worst, t)
     return float(worst)
+
+
+def shuffled_costs(kw: dict, rng: np.random.Generator, together: bool) -> dict:
+    """The instance ``kw`` with its per-depth costs in random order: compute and memory
+    permuted by one permutation (``together``: still ordered alike, in another order) or by two
+    independent ones (in general no order sorts both, so CRUNCH does not apply)."""
+    k = len(kw["compute_ref_s"])
+    first = rng.permutation(k)
+    second = first if together else rng.permutation(k)
+    return {**kw, "compute_ref_s": np.asarray(kw["compute_ref_s"])[first],
+            "memory_need_bytes": np.asarray(kw["memory_need_bytes"])[second]}

@@ -270,3 +270,29 @@ def test_finetune_help_states_plan_defaults_in_words_and_never_default_none(caps
     assert "default: None" not in text
     assert "(default 300; with --task all, the per-task plan)" in text  # --rounds
     assert "(default: runs)" in text  # plain defaults still shown
+
+
+def _subcommands():
+    import argparse
+
+    from edgeft.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_flag_has_a_help_line_with_its_default(command, capsys):
+    """Each option says what it is; one with a default shows it (or says it in words)."""
+    parser = _subcommands()[command]
+    text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        flag = action.option_strings[0] if action.option_strings else action.dest
+        assert action.help and len(action.help) > 10, f"{command} {flag}: no help line"
+        if action.option_strings and action.default not in (None, False, True):
+            shown = parser.formatter_class(command)._get_help_string(action)
+            assert "default" in shown, f"{command} {flag}: default {action.default!r} not shown"
+    assert "default: None" not in text

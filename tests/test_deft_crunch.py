@@ -1,11 +1,11 @@
 """CRUNCH (paper Alg. 2, Prop. 1): the O(NK) closed form, the literal cutting loop, the
 threshold-matching reference and an exhaustive min-max search all agree.
 
-Matrices are (N, K) with nondecreasing rows (property (10)) and an ``inf`` suffix per row where
-memory does not fit; values are either continuous or drawn from tiny integer sets (ties, equal
-rows). Asserted on each: equal optimal T* from all four, each returned assignment uses distinct
-devices, only finite entries, and attains exactly T*; ``(inf, [])`` exactly when no assignment
-exists.
+Matrices are (K, N), the project's layout, with columns nondecreasing down the rows (property
+(10)) and an ``inf`` suffix per column where memory does not fit; values are either continuous
+or drawn from tiny integer sets (ties, equal rows). Asserted on each: equal optimal T* from all
+four, each returned assignment uses distinct devices, only finite entries, and attains exactly
+T*; ``(inf, [])`` exactly when no assignment exists.
 """
 
 from __future__ import annotations
@@ -18,22 +18,21 @@ import pytest
 from bruteforce import FAMILIES, random_instance
 
 from edgeft.deft.crunch import (
-    column_candidates,
     crunch,
     crunch_by_cutting,
-    crunch_kn,
     proposition1_feasible,
+    smallest_per_row,
 )
 from edgeft.deft.problem import DeftProblem
 from edgeft.deft.threshold_matching import threshold_matching
 
 
 def brute_minmax(L: np.ndarray) -> float:
-    n, k = L.shape
+    k, n = L.shape
     perms = np.array(list(itertools.permutations(range(n), k)), dtype=int).reshape(-1, k)
     if perms.size == 0:
         return math.inf
-    return float(L[perms, np.arange(k)].max(axis=1).min())
+    return float(L[np.arange(k), perms].max(axis=1).min())
 
 
 def random_matrix(rng: np.random.Generator, max_n: int = 8, max_k: int = 5) -> np.ndarray:
@@ -47,21 +46,21 @@ def random_matrix(rng: np.random.Generator, max_n: int = 8, max_k: int = 5) -> n
         L[:] = L[0]
     cut = rng.integers(0, k + 1, n) if rng.random() < 0.7 else np.full(n, k)
     L[np.arange(k)[None, :] >= cut[:, None]] = np.inf  # memory: a prefix of depths fits
-    return L
+    return np.ascontiguousarray(L.T)  # (K, N)
 
 
 def check_assignment(L: np.ndarray, t: float, dev: np.ndarray) -> None:
-    n, k = L.shape
+    k, n = L.shape
     assert dev.shape == (k,)
     assert len(set(dev.tolist())) == k
     assert np.all((dev >= 0) & (dev < n))
-    vals = L[dev, np.arange(k)]
+    vals = L[np.arange(k), dev]
     assert np.all(np.isfinite(vals))
     assert vals.max() == t
 
 
 def test_docstring_example():
-    L = np.array([[1.0, 5.0], [2.0, 3.0], [4.0, np.inf]])
+    L = np.array([[1.0, 2.0, 4.0], [5.0, 3.0, np.inf]])
     t, dev = crunch(L)
     assert t == 3.0 and dev.tolist() == [0, 1]
     assert crunch_by_cutting(L)[0] == 3.0
@@ -101,29 +100,28 @@ def test_cutting_equals_crunch_on_scheduler_matrices(family):
     fid = FAMILIES.index(family)
     for i in range(150):
         p = DeftProblem(**random_instance(np.random.default_rng([50 + fid, i]), family))
-        L = p.equal_band_latency_s()
+        L = p.equal_band_latency()
         t, dev = crunch(L)
         t2, dev2 = crunch_by_cutting(L)
-        t3, _ = crunch_kn(np.ascontiguousarray(L.T))
-        assert t == t2 == t3, (family, i)
+        assert t == t2 == threshold_matching(L)[0], (family, i)
         if math.isfinite(t):
             check_assignment(L, t, dev)
             check_assignment(L, t, dev2)
 
 
 def test_infeasible_matrix_gives_inf_and_empty():
-    L = np.array([[1.0, np.inf], [2.0, np.inf], [3.0, np.inf]])  # nobody holds depth 2
+    L = np.array([[1.0, 2.0, 3.0], [np.inf, np.inf, np.inf]])  # nobody holds depth 2
     for fn in (crunch, crunch_by_cutting, threshold_matching):
         t, dev = fn(L)
         assert math.isinf(t) and dev.size == 0
-    L = np.full((3, 2), np.inf)
+    L = np.full((2, 3), np.inf)
     for fn in (crunch, crunch_by_cutting, threshold_matching):
         t, dev = fn(L)
         assert math.isinf(t) and dev.size == 0
 
 
 def test_single_feasible_device_and_k_equals_n():
-    L = np.array([[1.0, 2.0, 3.0], [0.5, np.inf, np.inf], [0.7, 0.9, np.inf]])
+    L = np.array([[1.0, 2.0, 3.0], [0.5, np.inf, np.inf], [0.7, 0.9, np.inf]]).T
     assert brute_minmax(L) == 3.0
     for fn in (crunch, crunch_by_cutting, threshold_matching):
         t, dev = fn(L)
@@ -133,7 +131,7 @@ def test_single_feasible_device_and_k_equals_n():
 
 def test_crunch_rejects_bad_shapes():
     for fn in (crunch, crunch_by_cutting, threshold_matching):  # fewer devices than blocks
-        t, dev = fn(np.ones((2, 3)))
+        t, dev = fn(np.ones((3, 2)))
         assert math.isinf(t) and dev.size == 0
     with pytest.raises(ValueError):
         crunch(np.ones(3))
@@ -152,13 +150,13 @@ def test_proposition1_equals_hall_on_prefix_structure():
         assert proposition1_feasible(counts, k) == exists, (counts.tolist(), k)
 
 
-def test_column_candidates_are_sorted_smallest():
+def test_smallest_per_row_are_sorted_smallest():
     rng = np.random.default_rng(5)
     for _ in range(200):
         k, n = int(rng.integers(1, 6)), int(rng.integers(1, 20))
         M = rng.integers(0, 5, (k, n)).astype(float)
         m = int(rng.integers(1, n + 1))
-        vals, idx = column_candidates(M, m)
+        vals, idx = smallest_per_row(M, m)
         assert vals.shape == (k, m) == idx.shape
         assert np.all(np.diff(vals, axis=1) >= 0)
         np.testing.assert_array_equal(vals, np.sort(M, axis=1)[:, :m])

@@ -17,6 +17,10 @@ Per instance it asserts:
 - the comm-/comp-aware baselines use exactly their K best devices, never beat ``ba`` (which is
   optimal for equal bandwidth) and raise MemoryWallError only when those K devices really
   cannot hold the blocks.
+
+The same checks run on instances whose per-depth costs are in random order
+(``shuffled_costs``): compute and memory permuted together (CRUNCH on the sorted blocks) or
+independently (no order sorts both: the exact schemes take the general method).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bruteforce import (
     latency_of,
     memory_feasible,
     random_instance,
+    shuffled_costs,
 )
 
 from edgeft.deft.baselines import MemoryWallError
@@ -195,3 +200,29 @@ def test_generated_scenarios_match_exhaustive_search():
             failures.append(f"generate_scenario({n}, {k}, {snr}, {seed}): {msg}")
     assert not failures, f"{len(failures)} failures, first ones:\n" + "\n".join(failures[:10])
     assert binds > 30  # the paper-like defaults leave some devices short of the deepest block
+
+
+SHUFFLED = 150  # instances per family and kind of shuffle: 7 x 2 x 150 = 2,100
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["ordered-alike", "unordered"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_schemes_match_exhaustive_search_with_costs_in_random_order(family, together):
+    """The widened contract: any non-negative per-depth costs, in any order of depth."""
+    from edgeft.deft.ordering import cost_order
+
+    fid = FAMILIES.index(family)
+    failures, unordered = [], 0
+    for i in range(SHUFFLED):
+        rng = np.random.default_rng([fid, i, 7])
+        kw = shuffled_costs(random_instance(rng, family), rng, together)
+        p = DeftProblem(**kw)
+        unordered += cost_order(p.compute_ref_s, p.memory_need_bytes) is None
+        for msg in check_instance(p, i):
+            failures.append(f"shuffled_costs(random_instance(rng := np.random.default_rng("
+                            f"[{fid}, {i}, 7]), {family!r}), rng, {together}): {msg}")
+    assert not failures, f"{len(failures)} failures, first ones:\n" + "\n".join(failures[:10])
+    if together:
+        assert unordered == 0
+    elif family not in ("ties",):  # random reorders of K <= 4 often break the alike order
+        assert unordered > SHUFFLED // 5, unordered

@@ -7,6 +7,7 @@ from edgeft.deft.ba import ba_crunch
 from edgeft.deft.crunch import crunch
 from edgeft.deft.optimal import optimal_allocation
 from edgeft.deft.problem import DeftProblem
+from edgeft.deft.threshold_matching import threshold_matching
 
 
 def _problem(rng, n, k, mem_hi=2.0e9):
@@ -29,11 +30,37 @@ def test_pruned_ba_equals_crunch_on_the_whole_matrix(seed):
     n = int(rng.integers(4 * k + 1, 40 * k))
     p = _problem(rng, n, k, mem_hi=float(rng.choice([1.7e9, 2.0e9, 4e9])))
     t_fast, dev_fast = ba_crunch(p)
-    t_full, _ = crunch(p.equal_band_latency_s())
+    t_full, _ = crunch(p.equal_band_latency())
     assert t_fast == t_full
     if np.isfinite(t_full):
-        lat = p.equal_band_latency_s()[dev_fast, np.arange(k)]
+        lat = p.equal_band_latency()[np.arange(k), dev_fast]
         assert lat.max() == t_full
+        assert len(set(dev_fast.tolist())) == k
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["ordered-alike", "unordered"])
+@pytest.mark.parametrize("seed", range(12))
+def test_pruned_ba_is_exact_with_costs_in_random_order(seed, together):
+    """Costs in random order of depth take CRUNCH on the sorted blocks (``together``) or the
+    general threshold search (independent orders); both prune devices at large N."""
+    rng = np.random.default_rng(1000 + seed)
+    k = int(rng.integers(2, 13))
+    n = int(rng.integers(4 * k + 1, 20 * k))
+    p = _problem(rng, n, k, mem_hi=float(rng.choice([1.7e9, 2.0e9, 4e9])))
+    first = rng.permutation(k)
+    second = first if together else rng.permutation(k)
+    p = DeftProblem(compute_ref_s=p.compute_ref_s[first],
+                    memory_need_bytes=p.memory_need_bytes[second],
+                    compute_factor=p.compute_factor, memory_avail_bytes=p.memory_avail_bytes,
+                    spectral_eff=p.spectral_eff, payload_bits=p.payload_bits,
+                    bandwidth_hz=p.bandwidth_hz)
+    if together:
+        assert p.block_order is not None  # CRUNCH on the blocks sorted by cost
+    t_fast, dev_fast = ba_crunch(p)
+    t_full, _ = threshold_matching(p.equal_band_latency())
+    assert t_fast == t_full
+    if np.isfinite(t_full):
+        assert p.equal_band_latency()[np.arange(k), dev_fast].max() == t_full
         assert len(set(dev_fast.tolist())) == k
 
 
@@ -52,7 +79,7 @@ def test_optimal_is_not_beaten_by_any_single_swap(seed):
     fits = p.fits()
 
     def latency(dev):
-        if len(set(dev)) < k or not all(fits[dev[d], d] for d in range(k)):
+        if len(set(dev)) < k or not all(fits[d, dev[d]] for d in range(k)):
             return np.inf
         t = p.compute_ref_s / p.compute_factor[dev]
         return aligned_bandwidth(t, p.spectral_eff[dev], p.payload_bits, p.bandwidth_hz)[0]

@@ -88,8 +88,6 @@ BAD_CASES = [
     ("depth-zero", _set(["blocks", 0, "depth"], 0), "blocks[0].depth", "0"),
     ("fewer-devices", lambda s: s.__setitem__("devices", s["devices"][:2]), "devices",
      "2 devices"),
-    ("compute-decreasing", _blocks_half_compute, "blocks[2].compute_s", ""),
-    ("memory-decreasing", _blocks_half_memory, "blocks[1].memory_bytes", ""),
     ("devices-empty", _set(["devices"], []), "devices", "[]"),
     ("devices-object", _set(["devices"], {"id": "x"}), "devices", "x"),
     ("blocks-empty", _set(["blocks"], []), "blocks", "[]"),
@@ -116,9 +114,6 @@ def test_validate_names_field_and_value(case):
     assert "\n" not in msg
     assert msg.startswith(field + ":") or msg.startswith(field + " "), msg
     assert value in msg, msg
-    if case[0].endswith("decreasing"):
-        bad_value = (s["blocks"][int(field[7])][field.split(".")[1]])
-        assert repr(bad_value) in msg and "depth" in msg, msg
 
 
 def test_top_level_must_be_an_object():
@@ -143,6 +138,26 @@ def test_equal_costs_across_depths_are_allowed():
     for b in s["blocks"]:
         b["compute_s"], b["memory_bytes"] = 1.0, 1e8
     validate_scenario(s)
+
+
+@pytest.mark.parametrize("mutation", [_blocks_half_compute, _blocks_half_memory],
+                         ids=["compute-decreasing", "memory-decreasing"])
+def test_costs_falling_with_depth_are_accepted_and_solved(mutation):
+    """A measured profile on a noisy host can break property (10); the file is still valid and
+    every scheme answers (the exact ones by the general method when CRUNCH does not apply)."""
+    s = bad_scenario(mutation)
+    validate_scenario(s)
+    for scheme in edgeft.SCHEMES:
+        result = edgeft.schedule(s, scheme)
+        assert math.isfinite(result["latency_s"]), scheme
+
+
+def test_zero_block_costs_are_accepted():
+    s = base_scenario()
+    s["blocks"][0]["compute_s"] = 0
+    s["blocks"][0]["memory_bytes"] = 0.0
+    validate_scenario(s)
+    assert math.isfinite(edgeft.schedule(s, "optimal")["latency_s"])
 
 
 def test_load_from_file_keeps_extra_keys(tmp_path):

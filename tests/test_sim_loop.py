@@ -9,23 +9,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeft.deft.baselines import MemoryWallError, place_on_chosen
-from edgeft.deft.crunch import crunch_kn
+from edgeft.deft.baselines import MemoryWallError, place_largest_first, place_on_chosen
+from edgeft.deft.crunch import batched_crunch, crunch
 from edgeft.deft.problem import DeftProblem
+from edgeft.deft.schemes import study_schemes
 from edgeft.scenario import generate_scenario
 from edgeft.sim import (
     INFEASIBLE,
     MEMORY_WALL,
-    STUDY_SCHEMES,
     SimSystem,
-    batched_crunch,
     draw_rounds,
     round_conditions,
     run_rounds,
     run_rounds_vectorised,
     simulate,
 )
-from edgeft.sim.batched import place_deepest_first
+
+STUDY_SCHEMES = study_schemes("latency")
 
 EQUAL_BAND_BASELINES = ("comm-aware", "comp-aware", "random")
 
@@ -164,7 +164,7 @@ def test_batched_crunch_matches_crunch_round_by_round(r, k, extra, seed, p_inf):
     lat = np.where(np.arange(k)[None, :, None] < cut, base, np.inf)
     t_star, device = batched_crunch(lat)
     for i in range(r):
-        t, dev = crunch_kn(np.ascontiguousarray(lat[i]))
+        t, dev = crunch(lat[i])
         assert t == t_star[i]
         if np.isfinite(t):
             assert device[i].tolist() == dev.tolist()
@@ -186,7 +186,7 @@ def test_batched_placement_matches_place_on_chosen(k, extra, seed):
                               bandwidth_hz=1.0)
         ranked = rng.permutation(n)
         chosen = ranked[None, :k]
-        device, wall = place_deepest_first(chosen, problem.memory_avail_bytes[chosen], need)
+        device, wall = place_largest_first(chosen, problem.memory_avail_bytes[chosen], need)
         try:
             expect = place_on_chosen(problem, ranked, "test").device
         except MemoryWallError:
@@ -199,6 +199,7 @@ def test_the_sim_and_report_never_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, edgeft.sim, edgeft.sim.cli, edgeft.report, edgeft.report.reproduce; "
-            "sys.exit('torch' in sys.modules)")
+    code = ("import sys, edgeft.sim, edgeft.sim.study, edgeft.cli, edgeft.report, "
+            "edgeft.report.reproduce, edgeft.report.finetune_section, edgeft.report.fig4, "
+            "edgeft.report.fig7, edgeft.report.table1; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

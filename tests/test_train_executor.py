@@ -10,6 +10,7 @@ import edgeft.train.executor as executor_module  # noqa: E402
 from edgeft.errors import ScenarioError  # noqa: E402
 from edgeft.train.centralized import CentralizedTrainer  # noqa: E402
 from edgeft.train.checkpoint import CHECKPOINT_FILE, TRACE_FILE, read_trace  # noqa: E402
+from edgeft.train.config import LoopConfig, RunOptions  # noqa: E402
 from edgeft.train.data import EncodedDataset  # noqa: E402
 from edgeft.train.executor import UNASSIGNED, DeftExecutor, RoundPlan  # noqa: E402
 from edgeft.train.models import add_lora, build_random_model, random_config  # noqa: E402
@@ -48,20 +49,11 @@ SHARDS = [np.arange(n * 12, (n + 1) * 12) for n in range(5)]
 
 
 def _executor(out_dir, blocks=None, **kw):
-    args = dict(
-        task="SST-2",
-        dev=DEV,
-        tau=2,
-        batch_size=4,
-        lr=1e-2,
-        eval_every=3,
-        out_dir=out_dir,
-        checkpoint_every=2,
-        seed=0,
-        progress=False,
-    )
-    args.update(kw)
-    return DeftExecutor(blocks or _blocks(), TRAIN, SHARDS, **args)
+    config = LoopConfig(**{"task": "SST-2", "tau": 2, "batch_size": 4, "lr": 1e-2, "seed": 0,
+                           **kw})
+    options = RunOptions(eval_every=3, checkpoint_every=2, progress=False)
+    return DeftExecutor(blocks or _blocks(), TRAIN, SHARDS, config, options, dev=DEV,
+                        out_dir=out_dir)
 
 
 def _strip(records):
@@ -156,22 +148,13 @@ def test_deft_round_equals_a_centralised_step_when_devices_see_the_same_batch():
     full gradient, so a DEFT round and a centralised step make the same Adam update."""
     data = _data(8)
     everything = [np.arange(8)] * K
-    deft = DeftExecutor(
-        _blocks(dropout=0.0),
-        data,
-        everything,
-        task="SST-2",
-        tau=1,
-        batch_size=8,
-        lr=1e-2,
-        progress=False,
-    )
-    central = CentralizedTrainer(
-        _blocks(dropout=0.0), data, task="SST-2", tau=1, batch_size=8, lr=1e-2, progress=False
-    )
+    config = LoopConfig(task="SST-2", tau=1, batch_size=8, lr=1e-2)
+    quiet = RunOptions(progress=False)
+    deft = DeftExecutor(_blocks(dropout=0.0), data, everything, config, quiet)
+    central = CentralizedTrainer(_blocks(dropout=0.0), data, config, quiet)
     for r in range(1, 4):
-        rec = deft.run_round(RoundPlan(r, list(range(K)), 1.0))
-        central.run_step()
+        rec = deft.step(RoundPlan(r, list(range(K)), 1.0))
+        central.step(central.plans(r)[-1])
         assert np.isfinite(rec["loss"])
     a, b = deft.blocks.state_dict(), central.blocks.state_dict()
     moved = 0
@@ -184,7 +167,7 @@ def test_deft_round_equals_a_centralised_step_when_devices_see_the_same_batch():
 def test_unassigned_blocks_are_not_updated():
     ex = _executor(None)
     before = ex.blocks.state_dict()
-    ex.run_round(RoundPlan(1, [0, UNASSIGNED, 2, UNASSIGNED], 0.5))
+    ex.step(RoundPlan(1, [0, UNASSIGNED, 2, UNASSIGNED], 0.5))
     after = ex.blocks.state_dict()
     for depth, assigned in ((1, True), (2, False), (3, True), (4, False)):
         # lora_B starts at zero, so lora_A's first gradient is zero: test "any tensor moved"
@@ -203,7 +186,7 @@ def test_unassigned_blocks_are_not_updated():
 )
 def test_bad_plans_are_refused(devices, latency, field):
     with pytest.raises(ScenarioError, match=field):
-        _executor(None).run_round(RoundPlan(1, devices, latency))
+        _executor(None).step(RoundPlan(1, devices, latency))
 
 
 def test_centralized_trace_and_resume(tmp_path):
@@ -211,28 +194,23 @@ def test_centralized_trace_and_resume(tmp_path):
         return CentralizedTrainer(
             _blocks(),
             TRAIN,
-            task="SST-2",
+            LoopConfig(task="SST-2", tau=2, batch_size=4, lr=1e-2),
+            RunOptions(eval_every=2, checkpoint_every=2, progress=False),
             dev=DEV,
-            tau=2,
-            batch_size=4,
-            lr=1e-2,
-            eval_every=2,
             out_dir=out,
-            checkpoint_every=2,
             step_latency_s=0.5,
-            progress=False,
         )
 
     ref = trainer(tmp_path / "a")
-    ref.run(5)
+    ref.run_steps(5)
     trace = read_trace(tmp_path / "a" / TRACE_FILE)
     assert [r["round"] for r in trace] == [1, 2, 3, 4, 5]
     assert all(r["devices"] is None for r in trace)
     assert [r["modelled_time_s"] for r in trace] == [0.5, 1.0, 1.5, 2.0, 2.5]
     part = trainer(tmp_path / "b")
-    part.run(3)
+    part.run_steps(3)
     again = trainer(tmp_path / "b")
-    again.run(5)
+    again.run_steps(5)
     for name, tensor in again.blocks.state_dict().items():
         assert torch.equal(tensor, ref.blocks.state_dict()[name])
     assert _strip(read_trace(tmp_path / "b" / TRACE_FILE)) == _strip(trace)

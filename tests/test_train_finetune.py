@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeft.train.finetune import time_table, time_to_target
+from edgeft.report.table1 import time_table, time_to_target
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE = Path(os.environ.get("EDGEFT_GLUE_DIR") or REPO.parent / "shared" / "data" / "glue")
@@ -103,7 +103,8 @@ def test_analytic_profile_command_and_its_use_as_the_time_model(tmp_path, capsys
 
     from edgeft.cli import main
     from edgeft.errors import ScenarioError
-    from edgeft.train.finetune import FinetuneConfig, cost_profile
+    from edgeft.train.config import FinetuneConfig
+    from edgeft.train.finetune import cost_profile
 
     out = tmp_path / "rb6.json"
     assert main(["profile", "--analytic", "roberta-base", "--num-blocks", "6",
@@ -120,7 +121,7 @@ def test_analytic_profile_command_and_its_use_as_the_time_model(tmp_path, capsys
     assert profile.payload_bits == 24576 * 32
     # ... and refuses one of another block count.
     four = SimpleNamespace(num_blocks=4, payload_bits=lambda: [1.0] * 4)
-    with pytest.raises(ScenarioError, match="--profile"):
+    with pytest.raises(ScenarioError, match="^profile"):
         cost_profile(FinetuneConfig(profile=str(out)), four)
     capsys.readouterr()
     assert main(["profile", "--analytic", "gpt-9", "--out", str(out)]) == 2
@@ -134,7 +135,9 @@ def test_named_analytic_cost_model_equals_the_profile_command(tmp_path, capsys):
 
     from edgeft.cli import main
     from edgeft.errors import ScenarioError
-    from edgeft.train.finetune import TABLE_COST_MODEL, FinetuneConfig, cost_profile
+    from edgeft.train.config import FinetuneConfig
+    from edgeft.train.finetune import cost_profile
+    from edgeft.train.plan import TABLE_COST_MODEL
 
     out = tmp_path / "rb6.json"
     assert main(["profile", "--analytic", "roberta-base", "--num-blocks", "6",
@@ -146,15 +149,15 @@ def test_named_analytic_cost_model_equals_the_profile_command(tmp_path, capsys):
     assert named["payload_bits"] == from_file["payload_bits"]
     assert named["meta"]["model"] == "roberta-base"
     for bad in ("analytic:gpt-9", "analytic:"):
-        with pytest.raises(ScenarioError, match="--profile"):
+        with pytest.raises(ScenarioError, match="^profile"):
             cost_profile(FinetuneConfig(profile=bad), six)
     thirteen = SimpleNamespace(num_blocks=13, payload_bits=lambda: [1.0] * 13)
-    with pytest.raises(ScenarioError, match="--profile"):
+    with pytest.raises(ScenarioError, match="^profile"):
         cost_profile(FinetuneConfig(profile=TABLE_COST_MODEL), thirteen)
 
 
 def test_table_plan_uses_the_papers_cost_model_and_each_tasks_own_evaluation_interval():
-    from edgeft.train.finetune import TABLE_COST_MODEL, TABLE_PLAN, table_configs
+    from edgeft.train.plan import TABLE_COST_MODEL, TABLE_PLAN, table_configs
 
     configs = table_configs("glue")
     assert [c.task for c in configs] == list(TABLE_PLAN)
@@ -168,7 +171,7 @@ def test_table_plan_uses_the_papers_cost_model_and_each_tasks_own_evaluation_int
 
 
 def test_table_orders_schemes_marks_unreached_targets_and_names_skipped_rounds(tmp_path):
-    from edgeft.train.finetune import table_markdown
+    from edgeft.report.table1 import table_markdown
 
     summary = {
         "task": "SST-2", "metric": "accuracy",
@@ -196,7 +199,7 @@ def test_table_orders_schemes_marks_unreached_targets_and_names_skipped_rounds(t
 
 
 def test_table_flags_targets_an_input_blind_predictor_already_meets(tmp_path):
-    from edgeft.train.finetune import table_markdown
+    from edgeft.report.table1 import table_markdown
 
     curves = {"centralized": {"modelled_time_s": [0, 0], "metric": [0.81, 0.82]},
               "comm-aware": {"modelled_time_s": [1.0, 2.0], "metric": [0.81, 0.81]}}
@@ -248,7 +251,7 @@ def test_balanced_class_weights_study_records_them_and_refuses_a_regression_task
     assert "checkpoint" in capsys.readouterr().err
     assert main(args + ["--task", "STS-B", "--class-weights", "balanced"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "class_weights" in err
+    assert len(err.splitlines()) == 1 and "--class-weights" in err
 
 
 @needs_glue

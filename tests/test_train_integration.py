@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from edgeft.train.config import LoopConfig, RunOptions  # noqa: E402
 from edgeft.train.data import GLUE_DIR_ENV, encode, read_glue, shard_indices  # noqa: E402
 from edgeft.train.executor import DeftExecutor, RoundPlan  # noqa: E402
 from edgeft.train.metrics import evaluate  # noqa: E402
@@ -44,15 +45,10 @@ def test_deft_rounds_on_minilm_reduce_the_loss(tmp_path):
         blocks,
         train,
         shards,
-        task="SST-2",
+        LoopConfig(task="SST-2", tau=1, batch_size=16, lr=3e-3),
+        RunOptions(eval_every=9, checkpoint_every=9, progress=False),
         dev=dev,
-        tau=1,
-        batch_size=16,
-        lr=3e-3,
-        eval_every=9,
         out_dir=tmp_path,
-        checkpoint_every=9,
-        progress=False,
     )
     result = executor.run(plans)
 

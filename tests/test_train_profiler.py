@@ -9,11 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from edgeft.cli import profile as profile_command  # noqa: E402
 from edgeft.errors import ScenarioError  # noqa: E402
+from edgeft.report.fig4 import plot_fig4  # noqa: E402
 from edgeft.system.profile import BlockCostProfile  # noqa: E402
-from edgeft.train.cli import add_profile_subparser  # noqa: E402
 from edgeft.train.models import add_lora, build_random_model  # noqa: E402
-from edgeft.train.profiler import plot_fig4, profile_model  # noqa: E402
+from edgeft.train.profiler import profile_model  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +73,7 @@ def test_bad_profile_arguments_are_errors():
 
 def _parser():
     parser = argparse.ArgumentParser(prog="edgeft")
-    add_profile_subparser(parser.add_subparsers(dest="command"))
+    profile_command.add_parsers(parser.add_subparsers(dest="command"))
     return parser
 
 

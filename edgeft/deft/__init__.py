@@ -1,4 +1,5 @@
 """DEFT resource management (paper sections III-V): block allocation and bandwidth allocation.
 
-Managers work on NumPy arrays only; they never import torch.
+Every scheduler is registered once in :mod:`edgeft.deft.schemes`; :mod:`edgeft.deft.schedule`
+runs any of them. Managers work on NumPy arrays only; they never import torch.
 """

@@ -1,20 +1,51 @@
-"""BA: block allocation with equal bandwidth B/K by CRUNCH (paper §IV), on the problem arrays.
+"""BA: exact min-max block allocation with equal bandwidth B/K (paper §IV), for any cost order.
 
-Builds only the part of the latency matrix CRUNCH can use. The latency of device n at depth d
-with B/K is ``L_nd = compute_s(d)/c_n + u_n``, smallest at depth 1. Any feasible allocation's
-latency ``UB`` bounds T*, and a device with ``L_n1 > UB`` has every entry above T*, so it never
-enters CRUNCH's count (Proposition 1) and dropping it leaves T* unchanged. ``UB`` comes from
-CRUNCH on a few hundred promising devices (the best K at depth 1 and the best K at depth K
-among those that hold every block); the exact CRUNCH then runs on the devices that survive.
-Worst case (the subset is infeasible) it falls back to the whole matrix: O(NK) either way.
+When the blocks' compute and memory costs are ordered alike (:mod:`edgeft.deft.ordering`;
+depth order under property (10) is one case) the rows are sorted by cost and CRUNCH solves it in
+O(NK); otherwise the threshold search with matching (:mod:`edgeft.deft.threshold_matching`),
+also exact, does.
+
+Pruning. The latency of device n at its cheapest block, ``min_d L_dn``, bounds every entry of
+its column from below. Any feasible allocation's latency ``UB`` bounds T*, and a device with
+``min_d L_dn > UB`` has every entry above T*, so it never enters an optimal assignment and
+dropping it leaves T* unchanged. ``UB`` comes from the exact solver on a few hundred promising
+devices (the best 2K at the cheapest block and the best 2K at the dearest among those that hold
+every block); the exact solver then runs on the devices that survive. Worst case (the subset is
+infeasible) it runs on the whole matrix.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgeft.deft.crunch import crunch_kn
+from edgeft.deft.crunch import crunch, crunch_threshold
+from edgeft.deft.ordering import is_identity
 from edgeft.deft.problem import DeftProblem
+from edgeft.deft.threshold_matching import threshold_matching
+from edgeft.system.latency import compute_latency_s
+
+
+def minmax_assignment(latency: np.ndarray, order: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """Exact ``min_x max L_dn`` over assignments of a (K, N) matrix: CRUNCH on the rows taken in
+    ``order`` (in which every column is nondecreasing), or threshold search with matching when
+    ``order`` is None. Returns ``(T*, device per block)`` or ``(inf, [])``."""
+    if order is None:
+        return threshold_matching(latency)
+    if is_identity(order):
+        return crunch(latency)
+    t_star, sorted_device = crunch(latency[order])
+    if not np.isfinite(t_star):
+        return t_star, sorted_device
+    device = np.empty_like(sorted_device)
+    device[order] = sorted_device
+    return t_star, device
+
+
+def bottleneck_latency(latency: np.ndarray, order: np.ndarray | None) -> float:
+    """T* of :func:`minmax_assignment` alone (no assignment built where CRUNCH applies)."""
+    if order is None:
+        return threshold_matching(latency)[0]
+    return crunch_threshold(latency if is_identity(order) else latency[order])
 
 
 def _smallest(values: np.ndarray, m: int) -> np.ndarray:
@@ -23,23 +54,48 @@ def _smallest(values: np.ndarray, m: int) -> np.ndarray:
     return np.argpartition(values, m - 1)[:m]
 
 
+def _cheapest_and_dearest(problem: DeftProblem, upload: np.ndarray):
+    """(N,) latency of each device at its cheapest block and at the dearest block (inf where a
+    block does not fit), without building the (K, N) matrix when the costs are sorted."""
+    order = problem.block_order
+    if order is None:
+        lat = problem.equal_band_latency(upload_s=upload)
+        return lat.min(axis=0), lat.max(axis=0)
+    first, last = order[0], order[-1]
+    out = []
+    for d in (first, last):
+        lat = compute_latency_s(problem.compute_ref_s[d], problem.compute_factor) + upload
+        lat[problem.memory_avail_bytes < problem.memory_need_bytes[d]] = np.inf
+        out.append(lat)
+    return out[0], out[1]
+
+
 def ba_crunch(problem: DeftProblem) -> tuple[float, np.ndarray]:
     """Optimal equal-bandwidth latency T* and device per block (empty if none exists)."""
     k, n = problem.num_blocks, problem.num_devices
+    order = problem.block_order
     upload = problem.equal_band_upload_s()
+    rows = None if order is None or is_identity(order) else order
     if n <= 4 * k:
-        return crunch_kn(problem.equal_band_latency_kn(upload_s=upload))
-    shallow = problem.compute_ref_s[0] / problem.compute_factor + upload
-    shallow[problem.memory_avail_bytes < problem.memory_need_bytes[0]] = np.inf
-    deep = problem.compute_ref_s[-1] / problem.compute_factor + upload
-    deep[problem.memory_avail_bytes < problem.memory_need_bytes[-1]] = np.inf
-    seed = np.union1d(_smallest(shallow, 2 * k), _smallest(deep, 2 * k))
-    upper, _ = crunch_kn(problem.equal_band_latency_kn(seed, upload))
-    if np.isfinite(upper):
-        keep = np.flatnonzero(shallow <= upper)
-    else:
-        keep = np.arange(n)
-    t_star, cols = crunch_kn(problem.equal_band_latency_kn(keep, upload))
+        return minmax_assignment(problem.equal_band_latency(upload_s=upload), order)
+    cheapest, dearest = _cheapest_and_dearest(problem, upload)
+    seed = np.union1d(_smallest(cheapest, 2 * k), _smallest(dearest, 2 * k))
+    upper, _ = _solve_on(problem, seed, upload, order, rows)
+    keep = np.flatnonzero(cheapest <= upper) if np.isfinite(upper) else np.arange(n)
+    t_star, device = _solve_on(problem, keep, upload, order, rows)
     if not np.isfinite(t_star):
-        return t_star, cols
-    return t_star, keep[cols]
+        return t_star, device
+    return t_star, keep[device]
+
+
+def _solve_on(problem: DeftProblem, devices: np.ndarray, upload: np.ndarray,
+              order: np.ndarray | None, rows: np.ndarray | None):
+    """Min-max on the columns ``devices``; device indices are positions in ``devices``."""
+    if rows is None:  # depth order is a cost order, or no cost order exists
+        return minmax_assignment(problem.equal_band_latency(devices, upload), order)
+    t_star, sorted_device = crunch(problem.equal_band_latency(devices, upload, blocks=rows))
+    if not np.isfinite(t_star):
+        return t_star, sorted_device
+    device = np.empty_like(sorted_device)
+    device[rows] = sorted_device
+    return t_star, device

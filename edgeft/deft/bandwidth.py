@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import brentq
 
+from edgeft.system.latency import min_bandwidth_hz
+
 
 def aligned_bandwidth(compute_s, spectral_eff, payload_bits: float, budget_hz: float):
     """Least latency T and the bandwidths ``b_k`` that reach it for a fixed assignment."""
@@ -23,13 +25,15 @@ def aligned_bandwidth(compute_s, spectral_eff, payload_bits: float, budget_hz: f
     if np.any(s <= 0) or not np.all(np.isfinite(t)):
         return np.inf, np.full(t.shape, np.nan)
     t_max = float(t.max())
-    need = payload_bits / s  # bandwidth-seconds each upload needs
     gap = t_max - t
 
-    def excess(x):  # x = T - t_max > 0; the same expression gives the bandwidths below
-        return float(np.sum(need / (gap + x))) - budget_hz
+    def band(x):  # x = T - t_max > 0: each pair's least bandwidth for T (eq. 5 solved for b)
+        return min_bandwidth_hz(payload_bits, s, gap + x)
 
-    hi = float(need.sum()) / budget_hz  # at x = hi every term is <= need_k / hi, sum <= B
+    def excess(x):  # the same expression gives the bandwidths returned below
+        return float(np.sum(band(x))) - budget_hz
+
+    hi = float(np.sum(payload_bits / s)) / budget_hz  # at x = hi every term is <= D/(s_k hi)
     while excess(hi) > 0:  # ... up to rounding
         hi *= 1 + 1e-12
     lo = hi
@@ -41,7 +45,7 @@ def aligned_bandwidth(compute_s, spectral_eff, payload_bits: float, budget_hz: f
         x = brentq(excess, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
         while excess(x) > 0:  # step to the side where the budget holds in floating point
             x = np.nextafter(x, np.inf)
-    return t_max + x, need / (gap + x)
+    return t_max + x, band(x)
 
 
 def lemma1_bandwidth(lagrange_latency, spectral_eff, payload_bits: float, mu: float):

@@ -1,22 +1,23 @@
 r"""CRUNCH: exact min-max block allocation with equal bandwidth (paper §IV-B/C, Prop. 1, Alg. 2).
 
-Problem. Given an (N, K) latency matrix ``L`` (device n, block depth d; ``inf`` where the block
-does not fit the device's memory) whose rows do not decrease with depth (property (10)), find
+Problem. Given a (K, N) latency matrix ``L`` (block depth d, device n; ``inf`` where the block
+does not fit the device's memory) whose columns do not decrease with depth (property (10); for
+costs in another order, sort the blocks first: :mod:`edgeft.deft.ordering`), find
 
-.. math::  T^* = \min_{x} \max_{(n, d): x_{nd} = 1} L_{nd}
+.. math::  T^* = \min_{x} \max_{(d, n): x_{dn} = 1} L_{dn}
 
 over assignments x of every block to a distinct device.
 
 Why it is easy. Under a threshold T the blocks device n may take form a prefix ``1..k_n(T)`` of
 the depths (eq. 11), so the devices able to take depth d are nested:
 ``Q_K ⊆ ... ⊆ Q_1``. Hall's condition then reduces to Proposition 1: T is feasible iff
-``|Q_d(T)| >= K - d + 1`` for every d, i.e. iff at least ``K - d + 1`` entries of column d
+``|Q_d(T)| >= K - d + 1`` for every d, i.e. iff at least ``K - d + 1`` entries of row d
 are ``<= T``. CRUNCH (Algorithm 2) finds the least such T by cutting the largest element,
 recounting and checking, one element at a time; the point where it stops has the closed form
 
-.. math::  T^* = \max_{d} \; \text{the } (K - d + 1)\text{-th smallest entry of column } d,
+.. math::  T^* = \max_{d} \; \text{the } (K - d + 1)\text{-th smallest entry of row } d,
 
-which :func:`crunch` evaluates with one partial sort per column: O(N K) time. An assignment is
+which :func:`crunch` evaluates with one partial sort per row: O(N K) time. An assignment is
 then built deepest block first, each block taking its fastest unused device within T*; nesting
 makes every such greedy choice extendable. :func:`crunch_by_cutting` is Algorithm 2 as printed
 (O(NK log NK)), kept as a reference for tests.
@@ -24,7 +25,7 @@ makes every such greedy choice extendable. :func:`crunch_by_cutting` is Algorith
 Example
 -------
 >>> import numpy as np
->>> L = np.array([[1.0, 5.0], [2.0, 3.0], [4.0, np.inf]])
+>>> L = np.array([[1.0, 2.0, 4.0], [5.0, 3.0, np.inf]])  # 2 blocks x 3 devices
 >>> t, dev = crunch(L)
 >>> float(t), dev.tolist()
 (3.0, [0, 1])
@@ -38,19 +39,19 @@ import numpy as np
 def _check(latency) -> np.ndarray:
     L = np.asarray(latency, dtype=float)
     if L.ndim != 2:
-        raise ValueError(f"expected an (N, K) latency matrix, got a {L.shape} array")
-    return L
+        raise ValueError(f"expected a (K, N) latency matrix, got a {L.shape} array")
+    return np.ascontiguousarray(L)
 
 
-def column_candidates(latency_kn: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``m`` smallest entries of each row of a (K, N) matrix, sorted: (values, columns)."""
-    k, n = latency_kn.shape
+def smallest_per_row(latency: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` smallest entries of each row of a 2-D matrix, sorted: (values, columns)."""
+    rows, n = latency.shape
     if m < n:
-        idx = np.argpartition(latency_kn, m - 1, axis=1)[:, :m]
-        vals = np.take_along_axis(latency_kn, idx, axis=1)
+        idx = np.argpartition(latency, m - 1, axis=1)[:, :m]
+        vals = np.take_along_axis(latency, idx, axis=1)
     else:
-        idx = np.broadcast_to(np.arange(n), (k, n))
-        vals = latency_kn
+        idx = np.broadcast_to(np.arange(n), (rows, n))
+        vals = latency
     order = np.argsort(vals, axis=1, kind="stable")
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
@@ -58,29 +59,23 @@ def column_candidates(latency_kn: np.ndarray, m: int) -> tuple[np.ndarray, np.nd
 def crunch(latency) -> tuple[float, np.ndarray]:
     """Optimal min-max latency and an assignment (device index per block, depth order).
 
-    ``latency`` is (N, K) with nondecreasing rows and ``inf`` for forbidden pairs. Returns
-    ``(inf, [])`` (an empty array) when no assignment exists.
+    ``latency`` is (K, N) with columns nondecreasing down the rows and ``inf`` for forbidden
+    pairs. Returns ``(inf, [])`` (an empty array) when no assignment exists.
     """
-    L = _check(latency)
-    return crunch_kn(np.ascontiguousarray(L.T))
-
-
-def crunch_threshold_kn(latency_kn: np.ndarray) -> float:
-    """T* alone (no assignment) from a (K, N) matrix: max over d of the (K-d+1)-th smallest."""
-    k, n = latency_kn.shape
-    if n < k:
-        return np.inf
-    vals = np.partition(latency_kn, k - 1, axis=1)[:, :k] if k < n else latency_kn
-    vals = np.sort(vals, axis=1)
-    return float(np.max(vals[np.arange(k), k - np.arange(k) - 1]))
-
-
-def crunch_kn(latency_kn: np.ndarray) -> tuple[float, np.ndarray]:
-    """:func:`crunch` on the transposed (K, N) matrix, the layout the hot path builds directly."""
-    t_star, device = batched_crunch(latency_kn[None])
+    t_star, device = batched_crunch(_check(latency)[None])
     if not np.isfinite(t_star[0]):
         return np.inf, np.empty(0, dtype=int)
     return float(t_star[0]), device[0]
+
+
+def crunch_threshold(latency: np.ndarray) -> float:
+    """T* alone (no assignment) from a (K, N) matrix: max over d of the (K-d+1)-th smallest."""
+    k, n = latency.shape
+    if n < k:
+        return np.inf
+    vals = np.partition(latency, k - 1, axis=1)[:, :k] if k < n else latency
+    vals = np.sort(vals, axis=1)
+    return float(np.max(vals[np.arange(k), k - np.arange(k) - 1]))
 
 
 def batched_crunch(latency_rkn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +83,12 @@ def batched_crunch(latency_rkn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Rows of each matrix are block depths (nondecreasing down each column, property (10)), ``inf``
     marks forbidden pairs. Where no assignment exists T* is ``inf`` and the devices are -1.
-    Agrees with :func:`edgeft.deft.crunch.crunch_kn` round by round, assignment included.
+    Agrees with :func:`crunch` round by round, assignment included.
     """
     r, k, n = latency_rkn.shape
     if n < k:
         return np.full(r, np.inf), np.full((r, k), -1, dtype=np.int64)
-    vals, idx = column_candidates(latency_rkn.reshape(r * k, n), k)
+    vals, idx = smallest_per_row(latency_rkn.reshape(r * k, n), k)
     vals, idx = vals.reshape(r, k, -1), idx.reshape(r, k, -1)
     need = k - np.arange(k) - 1  # row d (0-based) needs its K - d smallest entries
     t_star = np.max(vals[:, np.arange(k), need], axis=1)
@@ -121,7 +116,7 @@ def crunch_by_cutting(latency) -> tuple[float, np.ndarray]:
 
     Reference implementation for tests; :func:`crunch` gives the same T* in O(N K).
     """
-    L = _check(latency)
+    L = _check(latency).T  # device n's row: its latency at depths 1..K, nondecreasing
     n, k = L.shape
     counts = np.isfinite(L).sum(axis=1)  # prefix lengths: rows are nondecreasing
     if not proposition1_feasible(counts, k):

@@ -9,7 +9,8 @@ With device involvement ``y_n`` (``sum y_n = K``), block indicators ``x_nd``, la
 - a block allocation ``min sum_nd (lambda_n t_cmp(n,d) + nu_n) x_nd`` over perfect matchings,
   solved as the paper says (§V-C): CRUNCH on the weight matrix gives the bottleneck-feasible
   pairs, the Hungarian method (``scipy.optimize.linear_sum_assignment``) the min-weight perfect
-  matching among them;
+  matching among them (for block costs not ordered alike, where CRUNCH does not apply, the
+  bottleneck comes from the threshold search with matching instead: :mod:`edgeft.deft.ba`);
 - a device part solved in closed form (Lemma 1, eq. 17): ``b_n = sqrt(lambda_n D/(mu s_n))``
   and ``y_n = 1`` for the K devices of least ``2 sqrt(lambda_n mu D / s_n) - nu_n``.
 
@@ -32,10 +33,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from edgeft.deft.ba import ba_crunch
+from edgeft.deft.ba import ba_crunch, bottleneck_latency
 from edgeft.deft.bandwidth import lemma1_bandwidth
-from edgeft.deft.crunch import crunch_threshold_kn
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
+from edgeft.system.latency import device_latency_s, round_latency_s
 
 ITERATIONS = 40
 PATIENCE = 6  # stop after this many block allocations without a better feasible point
@@ -43,10 +44,10 @@ STEP0 = 1.0
 INNER_STEPS = 10  # dual steps on the bandwidth part per block allocation
 
 
-def _crunched_matching(weight_kn: np.ndarray) -> np.ndarray | None:
+def _crunched_matching(weight_kn: np.ndarray, order: np.ndarray | None) -> np.ndarray | None:
     """Min-weight perfect matching on the CRUNCH-pruned pairs (§V-C); device per block."""
     k, n = weight_kn.shape
-    t_w = crunch_threshold_kn(weight_kn)
+    t_w = bottleneck_latency(weight_kn, order)
     if not np.isfinite(t_w):
         return None
     allowed = weight_kn <= t_w
@@ -69,7 +70,7 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
     """Dual-ascent JBBA; returns the best feasible ``Allocation`` seen, or ``None`` if none."""
     k = problem.num_blocks
     d_bits, budget = problem.payload_bits, problem.bandwidth_hz
-    t_kn = np.ascontiguousarray(np.where(problem.fits(), problem.compute_s(), np.inf).T)
+    t_kn = np.where(problem.fits(), problem.compute_s(), np.inf)
     s = problem.spectral_eff
     if start is None:
         t_ba, start = ba_crunch(problem)
@@ -94,8 +95,8 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
             total = band.sum()
             mu = (total / budget) ** 2
             band *= budget / total
-            t_dev = t_cmp_dev + d_bits / (band * s_dev)  # eq. 7
-            t_round = t_dev.max()
+            t_dev = device_latency_s(t_cmp_dev, d_bits, band, s_dev)  # eq. 7
+            t_round = round_latency_s(t_dev)  # eq. 8
             if t_round < best_t * (1 - 1e-9):
                 best_t, improved = float(t_round), True
                 best = Allocation(device=device.copy(), bandwidth_hz=band)
@@ -113,7 +114,7 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
         lam = np.full(problem.num_devices, lam_dev.mean())
         lam[device] = lam_dev
         weight = lam[None, :] * t_kn + 2.0 * np.sqrt(lam * mu * d_bits / s)[None, :]
-        found = _crunched_matching(weight)
+        found = _crunched_matching(weight, problem.block_order)
         if found is None:
             break
         lam_dev = lam[found] / lam[found].sum()

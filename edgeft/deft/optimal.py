@@ -19,6 +19,9 @@ allocation and the sequence is strictly decreasing over finitely many assignment
 Speed. Only each block's K cheapest devices can matter (a block on a device outside them can
 swap to a free one among them), so each probe ranks devices per block by
 ``s_n (T - t_cmp(n,d))`` (no division) and solves the assignment on that union only.
+
+Nothing here relies on the order of the block costs in depth: the start (BA) is exact for any
+order, and each probe is a general assignment problem.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from edgeft.deft.ba import ba_crunch
 from edgeft.deft.bandwidth import aligned_bandwidth
 from edgeft.deft.problem import Allocation, DeftProblem
+from edgeft.system.latency import compute_latency_s, min_bandwidth_hz
 
 RTOL = 1e-12
 MAX_PROBES = 1000
@@ -37,21 +41,22 @@ MAX_PROBES = 1000
 def _min_cost_assignment(problem: DeftProblem, scaled_cmp, fits, target_s: float):
     """Cheapest total bandwidth of an assignment meeting ``target_s``: (cost, devices) or None.
 
-    ``scaled_cmp[d, n] = s_n t_cmp(n, d)``; a pair's need is ``D / (s_n T - scaled_cmp)``.
+    ``scaled_cmp[d, n] = s_n t_cmp(n, d)`` ranks the devices; a pair's need is eq. 5 solved for
+    the bandwidth, ``D / (s_n (T - t_cmp(n, d)))`` (:func:`min_bandwidth_hz`).
     """
     k = problem.num_blocks
     rate_room = problem.spectral_eff * target_s - scaled_cmp  # (K, N): s_n (T - t_cmp)
     rate_room[~fits] = -np.inf
     if rate_room.shape[1] > k:  # each block's K cheapest devices suffice
         cand = np.unique(np.argpartition(-rate_room, k - 1, axis=1)[:, :k])
-        rate_room = rate_room[:, cand]
     else:
         cand = np.arange(rate_room.shape[1])
-    ok = rate_room > 0
+    slack = np.where(fits[:, cand], target_s - problem.compute_s()[:, cand], -np.inf)
+    cost = min_bandwidth_hz(problem.payload_bits, problem.spectral_eff[cand], slack)
+    ok = np.isfinite(cost)
     if not np.all(ok.any(axis=1)):
         return None
-    with np.errstate(divide="ignore"):
-        cost = np.where(ok, problem.payload_bits / np.where(ok, rate_room, 1.0), 0.0)
+    cost = np.where(ok, cost, 0.0)
     big = cost.max() * (k + 1) + 1.0
     rows, cols = linear_sum_assignment(np.where(ok, cost, big))
     if not np.all(ok[rows, cols]):
@@ -62,7 +67,7 @@ def _min_cost_assignment(problem: DeftProblem, scaled_cmp, fits, target_s: float
 
 
 def _aligned(problem: DeftProblem, device: np.ndarray):
-    t = problem.compute_ref_s / problem.compute_factor[device]
+    t = compute_latency_s(problem.compute_ref_s, problem.compute_factor[device])
     return aligned_bandwidth(t, problem.spectral_eff[device], problem.payload_bits,
                              problem.bandwidth_hz)
 
@@ -75,7 +80,7 @@ def optimal_allocation(problem: DeftProblem, max_probes: int = MAX_PROBES):
     hi, band = _aligned(problem, device)
     scaled_cmp = np.multiply.outer(problem.compute_ref_s,
                                    problem.spectral_eff / problem.compute_factor)
-    fits = problem.memory_need_bytes[:, None] <= problem.memory_avail_bytes[None, :]
+    fits = problem.fits()
     for _ in range(max_probes):
         found = _min_cost_assignment(problem, scaled_cmp, fits, hi * (1.0 - RTOL))
         if found is None or found[0] > problem.bandwidth_hz:

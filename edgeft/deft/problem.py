@@ -1,4 +1,7 @@
-"""The one-round allocation problem as arrays, and the allocation a scheduler returns."""
+"""The one-round allocation problem as arrays, and the allocation a scheduler returns.
+
+Matrices are laid out (K, N): row d-1 is block depth d, column n is device n.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeft.deft.ordering import cost_order
+from edgeft.scenario import scenario_arrays
 from edgeft.system.channel import spectral_efficiency, upload_latency_s
-from edgeft.system.latency import compute_latency_s, memory_fits
+from edgeft.system.latency import compute_latency_s, memory_fits, round_latency_s
 
 
 @dataclass
@@ -15,10 +20,11 @@ class DeftProblem:
     """One round: N devices, K blocks (index d-1 is depth d), bandwidth budget B.
 
     Attributes are validated arrays; build one with :meth:`from_scenario` or directly for speed.
+    Block costs may come in any order of depth (see :mod:`edgeft.deft.ordering`).
     """
 
-    compute_ref_s: np.ndarray  # (K,) reference-device latency per depth, nondecreasing
-    memory_need_bytes: np.ndarray  # (K,) nondecreasing
+    compute_ref_s: np.ndarray  # (K,) reference-device latency per depth
+    memory_need_bytes: np.ndarray  # (K,)
     compute_factor: np.ndarray  # (N,)
     memory_avail_bytes: np.ndarray  # (N,)
     spectral_eff: np.ndarray  # (N,) bit/s/Hz
@@ -44,34 +50,38 @@ class DeftProblem:
 
     @classmethod
     def from_scenario(cls, scenario: dict) -> DeftProblem:
-        """Arrays from a validated scenario dict (see :mod:`edgeft.scenario`)."""
-        devs = scenario["devices"]
-        blocks = sorted(scenario["blocks"], key=lambda b: b["depth"])
+        """The round a scenario dict describes (validated; see :mod:`edgeft.scenario`)."""
+        a = scenario_arrays(scenario)
         return cls(
-            compute_ref_s=[b["compute_s"] for b in blocks],
-            memory_need_bytes=[b["memory_bytes"] for b in blocks],
-            compute_factor=[d["compute_factor"] for d in devs],
-            memory_avail_bytes=[d["memory_bytes"] for d in devs],
-            spectral_eff=spectral_efficiency(
-                [d["tx_power_w"] for d in devs],
-                [d["channel_gain"] for d in devs],
-                scenario["noise_power_w"],
-            ),
-            payload_bits=float(scenario["payload_bits"]),
-            bandwidth_hz=float(scenario["bandwidth_hz"]),
-            device_ids=[d["id"] for d in devs],
+            compute_ref_s=a.compute_ref_s,
+            memory_need_bytes=a.memory_need_bytes,
+            compute_factor=a.compute_factor,
+            memory_avail_bytes=a.memory_bytes,
+            spectral_eff=spectral_efficiency(a.tx_power_w, a.channel_gain, a.noise_power_w),
+            payload_bits=a.payload_bits,
+            bandwidth_hz=a.bandwidth_hz,
+            device_ids=list(a.device_ids),
         )
 
+    @property
+    def block_order(self) -> np.ndarray | None:
+        """Blocks sorted so compute and memory both grow, or None (:func:`cost_order`)."""
+        if "order" not in self._cache:
+            self._cache["order"] = cost_order(self.compute_ref_s, self.memory_need_bytes)
+        return self._cache["order"]
+
     def compute_s(self) -> np.ndarray:
-        """(N, K) computation latency ``t_cmp(n, d)`` (eq. 3)."""
+        """(K, N) computation latency ``t_cmp(n, d)`` (eq. 3)."""
         if "cmp" not in self._cache:
-            self._cache["cmp"] = compute_latency_s(self.compute_ref_s, self.compute_factor)
+            self._cache["cmp"] = compute_latency_s(self.compute_ref_s[:, None],
+                                                   self.compute_factor[None, :])
         return self._cache["cmp"]
 
     def fits(self) -> np.ndarray:
-        """(N, K) memory feasibility ``M(d) <= m_n``."""
+        """(K, N) memory feasibility ``M(d) <= m_n``."""
         if "fits" not in self._cache:
-            self._cache["fits"] = memory_fits(self.memory_need_bytes, self.memory_avail_bytes)
+            self._cache["fits"] = memory_fits(self.memory_need_bytes[:, None],
+                                              self.memory_avail_bytes[None, :])
         return self._cache["fits"]
 
     def equal_band_upload_s(self) -> np.ndarray:
@@ -79,19 +89,19 @@ class DeftProblem:
         return upload_latency_s(self.payload_bits, self.bandwidth_hz / self.num_blocks,
                                 self.spectral_eff)
 
-    def equal_band_latency_kn(self, devices=None, upload_s=None) -> np.ndarray:
+    def equal_band_latency(self, devices=None, upload_s=None, blocks=None) -> np.ndarray:
         """(K, R) latency of ``devices`` (default all) with bandwidth B/K, inf where memory does
-        not fit: the transposed matrix of eq. 9, the layout CRUNCH works on."""
+        not fit: eq. 9's matrix. ``blocks`` (default all, in depth order) picks and orders the
+        rows."""
         devices = np.arange(self.num_devices) if devices is None else np.asarray(devices)
         upload_s = self.equal_band_upload_s() if upload_s is None else upload_s
-        cmp = compute_latency_s(self.compute_ref_s, self.compute_factor[devices])
-        lat = np.add(cmp.T, upload_s[devices][None, :], order="C")
-        lat[self.memory_need_bytes[:, None] > self.memory_avail_bytes[devices][None, :]] = np.inf
+        ref, need = self.compute_ref_s, self.memory_need_bytes
+        if blocks is not None:
+            ref, need = ref[blocks], need[blocks]
+        cmp = compute_latency_s(ref[:, None], self.compute_factor[devices][None, :])
+        lat = np.add(cmp, upload_s[devices][None, :], order="C")
+        lat[~memory_fits(need[:, None], self.memory_avail_bytes[devices][None, :])] = np.inf
         return lat
-
-    def equal_band_latency_s(self) -> np.ndarray:
-        """(N, K) latency with bandwidth B/K, inf where memory does not fit (eq. 9's matrix)."""
-        return self.equal_band_latency_kn().T
 
 
 @dataclass
@@ -103,8 +113,7 @@ class Allocation:
 
     def latencies_s(self, problem: DeftProblem) -> tuple[np.ndarray, np.ndarray]:
         """Per-block (compute, upload) latency of this allocation (eqs. 3, 5)."""
-        k = np.arange(problem.num_blocks)
-        cmp = problem.compute_ref_s[k] / problem.compute_factor[self.device]
+        cmp = compute_latency_s(problem.compute_ref_s, problem.compute_factor[self.device])
         up = upload_latency_s(problem.payload_bits, self.bandwidth_hz,
                               problem.spectral_eff[self.device])
         return cmp, up
@@ -112,7 +121,7 @@ class Allocation:
     def round_latency_s(self, problem: DeftProblem) -> float:
         """``max_n T_n`` over the involved devices (eq. 8)."""
         cmp, up = self.latencies_s(problem)
-        return float(np.max(cmp + up))
+        return float(round_latency_s(cmp + up))
 
 
 def equal_bandwidth(problem: DeftProblem, device) -> Allocation:

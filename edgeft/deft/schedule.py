@@ -1,44 +1,18 @@
-"""One entry point for every scheme: ``schedule(scenario, scheme)`` and ``schedule_arrays``."""
+"""One entry point for every registered scheme (:mod:`edgeft.deft.schemes`):
+``schedule(scenario, scheme)`` on a scenario dict and ``schedule_arrays`` on a problem."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeft.deft import baselines
-from edgeft.deft.ba import ba_crunch
-from edgeft.deft.jbba import jbba_allocation
-from edgeft.deft.optimal import optimal_allocation
-from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
-from edgeft.deft.threshold_matching import threshold_matching
+from edgeft.deft.problem import Allocation, DeftProblem
+from edgeft.deft.schemes import SCHEMES, check_schemes
 from edgeft.deft.validate import allocation_violations
-from edgeft.errors import InfeasibleError, ScenarioError
-from edgeft.scenario import validate_scenario
-
-
-def _ba(problem: DeftProblem, rng=None) -> Allocation | None:
-    t, dev = ba_crunch(problem)
-    return equal_bandwidth(problem, dev) if np.isfinite(t) else None
-
-
-def _ba_hungarian(problem: DeftProblem, rng=None) -> Allocation | None:
-    t, dev = threshold_matching(problem.equal_band_latency_s())
-    return equal_bandwidth(problem, dev) if np.isfinite(t) else None
-
-
-SCHEMES: dict[str, Callable] = {
-    "ba": _ba,
-    "ba-hungarian": _ba_hungarian,
-    "jbba": lambda p, rng=None: jbba_allocation(p),
-    "optimal": lambda p, rng=None: optimal_allocation(p),
-    "comm-aware": lambda p, rng=None: baselines.comm_aware(p),
-    "comp-aware": lambda p, rng=None: baselines.comp_aware(p),
-    "random": lambda p, rng=None: baselines.random_choice(p, rng),
-}
-"""Scheme name -> function(problem, rng) returning an Allocation (None if none exists)."""
+from edgeft.errors import InfeasibleError
+from edgeft.system.latency import round_latency_s
 
 
 @dataclass
@@ -52,7 +26,7 @@ class ScheduleResult:
     @property
     def latency_s(self) -> float:
         """Round latency: the slowest involved device (eq. 8)."""
-        return float(np.max(self.compute_s + self.upload_s))
+        return float(round_latency_s(self.compute_s + self.upload_s))
 
     def to_json(self, problem: DeftProblem) -> dict:
         rows = [
@@ -71,7 +45,11 @@ class ScheduleResult:
 
 
 def memory_wall_message(problem: DeftProblem) -> str | None:
-    """Why no memory-feasible assignment exists, naming the blocks; None if one exists."""
+    """Why no memory-feasible assignment exists, naming the blocks; None if one exists.
+
+    The devices able to hold a block are nested in its memory need, so Hall's condition reads:
+    the blocks needing at least the j-th smallest need must find as many devices that hold it.
+    """
     need, avail = problem.memory_need_bytes, problem.memory_avail_bytes
     k = problem.num_blocks
     largest = float(avail.max())
@@ -80,10 +58,11 @@ def memory_wall_message(problem: DeftProblem) -> str | None:
         return (f"no allocation: blocks {homeless} fit no device (they need "
                 f"{need[homeless[0] - 1]:.4g} bytes or more; the largest device memory is "
                 f"{largest:.4g} bytes)")
-    for d in range(k):  # Hall's condition on nested memory sets
+    for d in np.argsort(need, kind="stable"):
+        blocks = [b + 1 for b in range(k) if need[b] >= need[d]]
         able = int(np.sum(avail >= need[d]))
-        if able < k - d:
-            return (f"no allocation: blocks {list(range(d + 1, k + 1))} need {k - d} distinct "
+        if able < len(blocks):
+            return (f"no allocation: blocks {blocks} need {len(blocks)} distinct "
                     f"devices with at least {need[d]:.4g} bytes, only {able} have it (the "
                     f"largest device memory is {largest:.4g} bytes)")
     return None
@@ -92,10 +71,9 @@ def memory_wall_message(problem: DeftProblem) -> str | None:
 def schedule_arrays(problem: DeftProblem, scheme: str, rng: np.random.Generator | None = None,
                     check: bool = True) -> ScheduleResult:
     """Run ``scheme`` on validated arrays; raise InfeasibleError when no allocation exists."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
+    check_schemes(scheme, "scheme")
     start = time.perf_counter()
-    alloc = SCHEMES[scheme](problem, rng)
+    alloc = SCHEMES[scheme].solve(problem, rng)
     elapsed = time.perf_counter() - start
     if alloc is None:
         raise InfeasibleError(memory_wall_message(problem)
@@ -113,11 +91,10 @@ def schedule_arrays(problem: DeftProblem, scheme: str, rng: np.random.Generator 
 def schedule(scenario: dict, scheme: str, seed: int = 0) -> dict:
     """Allocate one round of ``scenario`` with ``scheme``; the documented JSON dict.
 
-    Raises ScenarioError (exit code 2) on a bad scenario, InfeasibleError (3) when no allocation
+    Raises InputError (exit code 2) on a bad scenario, InfeasibleError (3) when no allocation
     exists or a baseline hits the memory wall.
     """
-    problem = DeftProblem.from_scenario(validate_scenario(scenario))
-    if scheme not in SCHEMES:
-        raise ScenarioError("scheme", scheme, f"one of {', '.join(SCHEMES)}")
+    problem = DeftProblem.from_scenario(scenario)
+    check_schemes(scheme, "scheme")
     result = schedule_arrays(problem, scheme, rng=np.random.default_rng(seed))
     return result.to_json(problem)

@@ -7,6 +7,9 @@ with 0/1 costs answers the same question more slowly). One shortcut keeps it usa
 N = 1,000: a perfect matching found at threshold T certifies every threshold down to its own
 largest edge, so the search jumps there instead of stepping one value at a time. Complexity is
 O(#steps * K sqrt(N) * NK) against CRUNCH's O(NK).
+
+It needs no order of the costs in depth, so it is also the exact method for blocks whose compute
+and memory costs are not ordered alike (:mod:`edgeft.deft.ordering`), where CRUNCH does not apply.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ def _perfect_matching(latency_kn: np.ndarray, threshold: float) -> np.ndarray | 
 
 
 def threshold_matching(latency) -> tuple[float, np.ndarray]:
-    """Min-max assignment by threshold search with matching checks; same contract as crunch."""
-    L = np.asarray(latency, dtype=float)
-    latency_kn = np.ascontiguousarray(L.T)
+    """Min-max assignment of a (K, N) latency matrix (``inf``: forbidden) by threshold search
+    with matching checks; any order of the rows. Returns ``(T*, device per block)`` or
+    ``(inf, [])`` when no assignment exists, as :func:`edgeft.deft.crunch.crunch` does."""
+    latency_kn = np.ascontiguousarray(latency, dtype=float)
     k = latency_kn.shape[0]
     values = np.unique(latency_kn[np.isfinite(latency_kn)])  # ascending
     if values.size == 0:

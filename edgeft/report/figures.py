@@ -9,21 +9,22 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-STYLE = {  # scheme -> (label, colour, marker)
-    "comm-aware": ("communication-aware", "tab:blue", "o"),
-    "comp-aware": ("computation-aware", "tab:orange", "s"),
-    "random": ("random", "tab:gray", "v"),
-    "ba": ("BA (CRUNCH, equal bandwidth)", "tab:green", "^"),
-    "jbba": ("JBBA (dual ascent)", "tab:red", "D"),
-    "optimal": ("optimal joint (ours)", "black", "x"),
-}
+from edgeft.deft.schemes import SCHEMES, baseline_names, presentation_order
 
 
-def _by_scheme(rows, schemes):
-    for scheme in schemes:
-        sel = sorted((r for r in rows if r["scheme"] == scheme), key=lambda r: r["x"])
-        if sel:
-            yield scheme, sel
+def style(scheme: str) -> tuple[str, str | None, str]:
+    """(label, colour, marker) of a scheme from its registration (name, None, 'o' if unknown)."""
+    entry = SCHEMES.get(scheme)
+    if entry is None:
+        return scheme, None, "o"
+    return entry.label, entry.colour, entry.marker
+
+
+def _by_scheme(rows, schemes=None):
+    """Each scheme's rows sorted by x, schemes in presentation order."""
+    present = {r["scheme"] for r in rows}
+    for scheme in presentation_order(present if schemes is None else present & set(schemes)):
+        yield scheme, sorted((r for r in rows if r["scheme"] == scheme), key=lambda r: r["x"])
 
 
 def _titles(fig, ax, title: str, note: str) -> None:
@@ -37,14 +38,15 @@ def plot_latency(rows, xlabel: str, title: str, path, note: str = "") -> None:
     fig = Figure(figsize=(8.6, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for scheme, sel in _by_scheme(rows, STYLE):
-        label, colour, marker = STYLE[scheme]
+    for scheme, sel in _by_scheme(rows):
+        label, colour, marker = style(scheme)
         x = np.array([r["x"] for r in sel])
         y = np.array([r["mean_latency_s"] for r in sel])
         lo = np.array([r["ci95_low_s"] for r in sel])
         hi = np.array([r["ci95_high_s"] for r in sel])
-        ax.plot(x, y, marker=marker, color=colour, label=label, linewidth=1.5, markersize=5)
-        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
+        line, = ax.plot(x, y, marker=marker, color=colour, label=label, linewidth=1.5,
+                        markersize=5)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("average round latency (s, log scale)")
@@ -59,15 +61,15 @@ def plot_memory_wall(rows, xlabel: str, title: str, path, note: str = "") -> Non
     fig = Figure(figsize=(7.0, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for scheme, sel in _by_scheme(rows, ("comm-aware", "comp-aware", "random")):
-        label, colour, marker = STYLE[scheme]
+    for scheme, sel in _by_scheme(rows, baseline_names()):
+        label, colour, marker = style(scheme)
         x = np.array([r["x"] for r in sel])
         share = np.array([r["memory_wall_share"] for r in sel])
         n = np.array([r["rounds"] for r in sel])
         half = 1.96 * np.sqrt(share * (1 - share) / n)  # normal approximation
-        ax.plot(x, 100 * share, marker=marker, color=colour, label=label)
+        line, = ax.plot(x, 100 * share, marker=marker, color=colour, label=label)
         ax.fill_between(x, 100 * np.maximum(share - half, 0), 100 * np.minimum(share + half, 1),
-                        color=colour, alpha=0.18, linewidth=0)
+                        color=line.get_color(), alpha=0.18, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rounds lost to the memory wall (%)")
     ax.set_ylim(bottom=0)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeft.train.finetune import FinetuneConfig, plot_fig7, table_markdown, time_table
+from edgeft.report.fig7 import plot_fig7
+from edgeft.report.table1 import table_markdown, time_table
+from edgeft.train.config import FinetuneConfig
 
 
 def cost_model_name(cost_model: dict) -> str:

@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from edgeft.report.figures import STYLE
-from edgeft.report.study import SWEEP_AXES, Point, StudyResult, config_summary
+from edgeft.deft.schemes import SCHEMES, baseline_names
 from edgeft.report.summary import headline_ratios, summarise
+from edgeft.sim.study import SWEEP_AXES, Point, StudyResult, config_summary
 
 FIGURES = (("snr", "latency_vs_snr", "Fig. 5: average round latency vs transmit SNR"),
            ("bandwidth", "latency_vs_bandwidth", "Fig. 6: average round latency vs bandwidth"),
@@ -17,6 +17,11 @@ FIGURES = (("snr", "latency_vs_snr", "Fig. 5: average round latency vs transmit 
 
 def _f(v, digits=3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def _number_word(n: int) -> str:
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    return words[n] if 0 <= n < len(words) else str(n)
 
 
 def _row(rows, sweep_x, scheme):
@@ -69,7 +74,8 @@ def _setup(result: StudyResult, command: str, elapsed_s: float) -> list[str]:
         "- Every scheme sees the same rounds (common random numbers), and so does every point "
         "of every sweep.",
         "- **Averages**: figures, the sweep tables and the ratios average each scheme over the "
-        "rounds where *all six* schemes are feasible (\"common rounds\"), so every scheme is "
+        f"rounds where *all {_number_word(len(cfg.schemes))}* schemes are feasible (\"common "
+        "rounds\"), so every scheme is "
         "judged on the same channels; the CSVs also give each scheme's mean over its own "
         "feasible rounds. Bands and intervals are 95% bootstrap percentile intervals over "
         "rounds (paired across schemes for ratios). Ratios are ratios of mean latencies.",
@@ -102,7 +108,7 @@ def _sweep_table(rows, sweep: str, schemes) -> list[str]:
 
 
 def _memory_wall(result: StudyResult, rows) -> list[str]:
-    baselines = [s for s in ("comm-aware", "comp-aware", "random") if s in result.config.schemes]
+    baselines = [s for s in baseline_names() if s in result.config.schemes]
     if not baselines:
         return []
     lines = ["## Rounds lost to the memory wall", "",
@@ -216,8 +222,8 @@ def write_report(path, result: StudyResult, rows: dict, command: str = "",
     lines += _memory_wall(result, rows)
     lines += _why(result)
     lines += ["## Scheme names", ""]
-    lines += [f"- `{s}`: {STYLE[s][0]}" for s in schemes if s in STYLE]
-    lines += ["", "## Settings (`edgeft.report.study.StudyConfig`)", "", "```json",
+    lines += [f"- `{s}`: {SCHEMES[s].label}" for s in schemes if s in SCHEMES]
+    lines += ["", "## Settings (`edgeft.sim.study.StudyConfig`)", "", "```json",
               _compact_json(config_summary(result.config)), "```", ""]
     text = "\n".join(lines)
     Path(path).write_text(text)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from edgeft.report.figures import plot_latency, plot_memory_wall
 from edgeft.report.markdown import write_report
-from edgeft.report.study import SWEEP_AXES, StudyConfig, run_study, total_rounds
 from edgeft.report.summary import sweep_rows, write_csv
+from edgeft.sim.study import SWEEP_AXES, StudyConfig, run_study, total_rounds
 
 FILES = {"snr": "latency_vs_snr", "bandwidth": "latency_vs_bandwidth",
          "devices": "latency_vs_devices"}

@@ -4,7 +4,8 @@ is recorded.
 Draw every round's randomness once (:func:`draw_rounds`), turn it into one system's conditions
 (:func:`round_conditions`), and let every scheme allocate every round (:func:`run_rounds`, the
 plain loop, or :func:`run_rounds_vectorised`, the same trace faster); :func:`simulate` does all
-three. The result is a :class:`Trace`.
+three. The result is a :class:`Trace`. :mod:`edgeft.sim.study` sweeps it over SNR, bandwidth and
+devices (the paper's latency study).
 
 Example
 -------
@@ -15,9 +16,16 @@ Example
 True
 """
 
-from edgeft.sim.batched import batched_crunch, run_rounds_vectorised
-from edgeft.sim.draws import RoundConditions, RoundDraws, draw_rounds, round_conditions
-from edgeft.sim.loop import STUDY_SCHEMES, run_rounds, simulate
+from edgeft.sim.batched import run_rounds_vectorised
+from edgeft.sim.draws import (
+    RoundConditions,
+    RoundDraws,
+    draw_rounds,
+    round_conditions,
+    rounds_problem,
+)
+from edgeft.sim.loop import run_rounds
+from edgeft.sim.simulate import simulate
 from edgeft.sim.system import SimSystem
 from edgeft.sim.trace import FAILURE_NAMES, FEASIBLE, INFEASIBLE, MEMORY_WALL, Trace
 
@@ -26,14 +34,13 @@ __all__ = [
     "FEASIBLE",
     "INFEASIBLE",
     "MEMORY_WALL",
-    "STUDY_SCHEMES",
     "RoundConditions",
     "RoundDraws",
     "SimSystem",
     "Trace",
-    "batched_crunch",
     "draw_rounds",
     "round_conditions",
+    "rounds_problem",
     "run_rounds",
     "run_rounds_vectorised",
     "simulate",

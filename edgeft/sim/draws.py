@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeft.deft.rounds import RoundsProblem
 from edgeft.sim.system import SimSystem
 from edgeft.system.channel import rayleigh_gains, spectral_efficiency
 
@@ -96,4 +97,19 @@ def round_conditions(system: SimSystem, draws: RoundDraws) -> RoundConditions:
         memory_bytes=system.memory_low_bytes[None, :] + spread[None, :] * draws.memory_u,
         available=draws.availability_u < system.availability,
         random_seed=draws.random_seed,
+    )
+
+
+def rounds_problem(system: SimSystem, cond: RoundConditions) -> RoundsProblem:
+    """The schedulers' view of every round: the system's fixed arrays and the drawn state."""
+    return RoundsProblem(
+        compute_ref_s=system.compute_ref_s,
+        memory_need_bytes=system.memory_need_bytes,
+        compute_factor=system.compute_factor,
+        memory_avail_bytes=cond.memory_bytes,
+        spectral_eff=cond.spectral_eff,
+        available=cond.available,
+        random_seed=cond.random_seed,
+        payload_bits=system.payload_bits,
+        bandwidth_hz=system.bandwidth_hz,
     )

@@ -23,8 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeft.errors import ScenarioError
-from edgeft.scenario import GeneratorConfig, generate_scenario, mean_channel_gain, validate_scenario
+from edgeft.errors import InputError
+from edgeft.scenario import (
+    GeneratorConfig,
+    generate_scenario,
+    mean_channel_gain,
+    scenario_arrays,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +58,7 @@ class SimSystem:
             object.__setattr__(self, "device_ids",
                                tuple(f"dev{i}" for i in range(self.num_devices)))
         if not 0.0 < self.availability <= 1.0:
-            raise ScenarioError("availability", self.availability, "a probability in (0, 1]")
+            raise InputError("availability", self.availability, "a probability in (0, 1]")
 
     @property
     def num_devices(self) -> int:
@@ -103,30 +108,27 @@ class SimSystem:
         ``m_n U(1 - memory_spread, 1 + memory_spread)``. ``path_loss_db`` (for the SNR axis)
         defaults to the file's ``generator.path_loss_db`` or the generator's default.
         """
-        scenario = validate_scenario(scenario)
         if not 0.0 <= memory_spread < 1.0:
-            raise ScenarioError("memory_spread", memory_spread, "a fraction in [0, 1)")
+            raise InputError("memory_spread", memory_spread, "a fraction in [0, 1)")
+        a = scenario_arrays(scenario)
         if path_loss_db is None:
             gen = scenario.get("generator")
             gen = gen if isinstance(gen, dict) else {}
             path_loss_db = float(gen.get("path_loss_db", GeneratorConfig.path_loss_db))
-        devs = scenario["devices"]
-        blocks = sorted(scenario["blocks"], key=lambda b: b["depth"])
-        mem = np.array([d["memory_bytes"] for d in devs], dtype=float)
         return cls(
-            compute_ref_s=[b["compute_s"] for b in blocks],
-            memory_need_bytes=[b["memory_bytes"] for b in blocks],
-            compute_factor=[d["compute_factor"] for d in devs],
-            tx_power_w=[d["tx_power_w"] for d in devs],
-            mean_gain=[d["channel_gain"] for d in devs],
-            memory_low_bytes=mem * (1.0 - memory_spread),
-            memory_high_bytes=mem * (1.0 + memory_spread),
-            payload_bits=float(scenario["payload_bits"]),
-            bandwidth_hz=float(scenario["bandwidth_hz"]),
-            noise_power_w=float(scenario["noise_power_w"]),
+            compute_ref_s=a.compute_ref_s,
+            memory_need_bytes=a.memory_need_bytes,
+            compute_factor=a.compute_factor,
+            tx_power_w=a.tx_power_w,
+            mean_gain=a.channel_gain,
+            memory_low_bytes=a.memory_bytes * (1.0 - memory_spread),
+            memory_high_bytes=a.memory_bytes * (1.0 + memory_spread),
+            payload_bits=a.payload_bits,
+            bandwidth_hz=a.bandwidth_hz,
+            noise_power_w=a.noise_power_w,
             path_loss_db=path_loss_db,
             availability=availability,
-            device_ids=tuple(d["id"] for d in devs),
+            device_ids=a.device_ids,
         )
 
     # --- the sweeps' variations ---------------------------------------------------------------
@@ -147,7 +149,7 @@ class SimSystem:
     def first_devices(self, num_devices: int) -> SimSystem:
         """The first ``num_devices`` devices (nested populations for the devices sweep)."""
         if not self.num_blocks <= num_devices <= self.num_devices:
-            raise ScenarioError("devices", num_devices,
+            raise InputError("devices", num_devices,
                                 f"{self.num_blocks}..{self.num_devices} devices")
         sl = slice(0, num_devices)
         return dataclasses.replace(

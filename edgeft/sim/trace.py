@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeft.system.latency import round_latency_s
+
 FEASIBLE = 0
 MEMORY_WALL = 1  # the scheme's own choice of devices cannot hold the blocks (baselines)
 INFEASIBLE = 2  # no allocation exists this round (too few devices, memory, a dead channel)
@@ -57,7 +59,7 @@ class Trace:
         self.upload_s[s, rounds] = upload_s
         self.bandwidth_hz[s, rounds] = bandwidth_hz
         self.device[s, rounds] = device
-        self.latency_s[s, rounds] = np.max(np.asarray(compute_s) + np.asarray(upload_s), axis=-1)
+        self.latency_s[s, rounds] = round_latency_s(np.asarray(compute_s) + np.asarray(upload_s))
 
     def fail(self, s: int, rounds, code: int) -> None:
         """Mark rounds as failed for scheme ``s``."""

@@ -17,8 +17,10 @@ def spectral_efficiency(tx_power_w, channel_gain, noise_power_w):
 
 def upload_latency_s(payload_bits, bandwidth_hz, spectral_eff):
     """Upload latency ``t_com = D / (b_n s_n)`` in seconds (paper eq. 5); inf at zero rate."""
-    rate = np.asarray(bandwidth_hz, dtype=float) * np.asarray(spectral_eff, dtype=float)
-    with np.errstate(divide="ignore"):
+    rate = np.multiply(bandwidth_hz, spectral_eff, dtype=float)
+    if rate.size and rate.min() > 0:  # the common case, on the schedulers' hot paths
+        return payload_bits / rate
+    with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(rate > 0, payload_bits / np.where(rate > 0, rate, 1.0), np.inf)
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeft.errors import InputError
+
 # Snapdragon 8 Gen 3 (Adreno 750 GPU): peak FP16 throughput is published at a few TFLOP/s;
 # training kernels on phones sustain well under peak. We take 2 TFLOP/s sustained FP16 as the
 # reference device (compute_factor 1). Users with a measurement pass their own figure.
@@ -124,8 +126,12 @@ class BlockCostProfile:
 
     @classmethod
     def load(cls, path) -> BlockCostProfile:
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        """Read a profile file; :class:`InputError` (field ``profile``) if it is not one."""
+        try:
+            with open(path) as f:
+                return cls.from_json(json.load(f))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError("profile", str(path), f"a block cost profile ({exc})") from None
 
 
 def layer_forward_flops(spec: TransformerSpec, work: Workload) -> float:

@@ -9,63 +9,58 @@ updates. The trace has the executor's format (``devices`` is null); the time axi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from edgeft.errors import ScenarioError
+from edgeft import checks
 from edgeft.train.blockgrad import full_gradient
+from edgeft.train.config import LoopConfig, RunOptions
 from edgeft.train.data import BatchStream, EncodedDataset
 from edgeft.train.loop import RoundLoop, RunResult
 from edgeft.train.models import LoraBlocks
 
 
-class CentralizedTrainer(RoundLoop):
-    """Plain LoRA fine-tuning on ``indices`` of ``train`` (default: all of it).
+@dataclass(frozen=True)
+class StepPlan:
+    """One centralised step: its number and the modelled time it takes."""
 
-    Other keywords (``task``, ``dev``, ``tau``, ``lr``, ``eval_every``, ``out_dir``, ...) are
-    :class:`RoundLoop`'s, shared with the DEFT executor.
-    """
+    round: int
+    latency_s: float = 0.0
+
+
+class CentralizedTrainer(RoundLoop):
+    """Plain LoRA fine-tuning on ``indices`` of ``train`` (default: all of it)."""
 
     kind = "centralized"
 
-    def __init__(
-        self,
-        blocks: LoraBlocks,
-        train: EncodedDataset,
-        indices=None,
-        *,
-        batch_size: int = 16,
-        seed: int = 0,
-        step_latency_s: float = 0.0,
-        **loop_options,
-    ):
-        if not step_latency_s >= 0:
-            raise ScenarioError("step_latency_s", step_latency_s, "a non-negative latency")
+    def __init__(self, blocks: LoraBlocks, train: EncodedDataset, config: LoopConfig,
+                 options: RunOptions | None = None, *, indices=None,
+                 step_latency_s: float = 0.0, dev: EncodedDataset | None = None, out_dir=None):
+        checks.non_negative("step_latency_s", step_latency_s, "a non-negative latency")
         indices = np.arange(len(train)) if indices is None else np.asarray(indices)
-        streams = [BatchStream(indices, batch_size, seed, 0)]
+        self.num_samples = int(indices.size)
         self.step_latency_s = float(step_latency_s)
-        config = {"batch_size": batch_size, "seed": seed, "num_samples": int(indices.size),
-                  **loop_options.pop("config", {})}
-        super().__init__(blocks, train, streams, seed=seed, config=config, **loop_options)
+        streams = [BatchStream(indices, config.batch_size, config.seed, 0)]
+        super().__init__(blocks, train, streams, config, options, dev=dev, out_dir=out_dir)
 
-    def run_step(self) -> dict:
-        """One optimisation step; returns its trace record."""
+    def data_layout(self) -> dict:
+        return {"num_samples": self.num_samples}
+
+    def step(self, plan: StepPlan) -> dict:
+        """One optimisation step over every block (full back-propagation)."""
         self.blocks.model.train()
-        batches = [self.train.batch(self.streams[0].next_indices()) for _ in range(self.tau)]
+        batches = [self.train.batch(self.streams[0].next_indices())
+                   for _ in range(self.config.tau)]
         with self.private_rng():
             grad = full_gradient(self.blocks, batches)
         self.apply_gradients(grad.grads)
-        self.round += 1
-        self.modelled_time_s += self.step_latency_s
-        return {
-            "round": self.round,
-            "modelled_time_s": self.modelled_time_s,
-            "devices": None,
-            "loss": grad.loss,
-        }
+        return {"devices": None, "loss": grad.loss}
 
-    def _round(self, item) -> dict:
-        return self.run_step()
+    def plans(self, num_steps: int) -> list[StepPlan]:
+        """Steps ``1..num_steps``, each taking ``step_latency_s`` of modelled time."""
+        return [StepPlan(r, self.step_latency_s) for r in range(1, int(num_steps) + 1)]
 
-    def run(self, num_steps: int, resume: bool = True) -> RunResult:
+    def run_steps(self, num_steps: int, resume: bool = True) -> RunResult:
         """Run steps ``1..num_steps`` (those after a resumed checkpoint)."""
-        return self._run(range(1, int(num_steps) + 1), int, resume, int(num_steps))
+        return self.run(self.plans(num_steps), resume)

@@ -20,61 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.errors import ScenarioError
+from edgeft.errors import InputError
+from edgeft.train.tasks import TaskSpec, task_spec
 
 GLUE_DIR_ENV = "EDGEFT_GLUE_DIR"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """How to read one GLUE task and score it."""
-
-    name: str
-    text_columns: tuple[str, ...]  # header names (CoLA: column indices as strings)
-    label_column: str
-    num_labels: int  # 1 = regression
-    metric: str  # the task's headline metric
-    hf_name: str
-    header: bool = True
-    label_names: tuple[str, ...] = ()  # string labels -> their index
-    splits: tuple[str, ...] = ("train", "dev")
-
-
-GLUE_TASKS: dict[str, TaskSpec] = {
-    "CoLA": TaskSpec("CoLA", ("3",), "1", 2, "matthews", "cola", header=False),
-    "SST-2": TaskSpec("SST-2", ("sentence",), "label", 2, "accuracy", "sst2"),
-    "MRPC": TaskSpec("MRPC", ("#1 String", "#2 String"), "Quality", 2, "f1", "mrpc"),
-    "STS-B": TaskSpec("STS-B", ("sentence1", "sentence2"), "score", 1, "pearson", "stsb"),
-    "RTE": TaskSpec(
-        "RTE",
-        ("sentence1", "sentence2"),
-        "label",
-        2,
-        "accuracy",
-        "rte",
-        label_names=("entailment", "not_entailment"),
-    ),
-    "WNLI": TaskSpec("WNLI", ("sentence1", "sentence2"), "label", 2, "accuracy", "wnli"),
-    "QNLI": TaskSpec(
-        "QNLI",
-        ("question", "sentence"),
-        "label",
-        2,
-        "accuracy",
-        "qnli",
-        label_names=("entailment", "not_entailment"),
-        splits=("dev",),
-    ),
-}
-
-
-def task_spec(task: str) -> TaskSpec:
-    """The :class:`TaskSpec` of ``task``, case and dash insensitive (``sst2`` = ``SST-2``)."""
-    key = task.replace("-", "").replace("_", "").lower()
-    for name, spec in GLUE_TASKS.items():
-        if name.replace("-", "").lower() == key:
-            return spec
-    raise ScenarioError("task", task, f"one of {', '.join(GLUE_TASKS)}")
 
 
 @dataclass
@@ -104,15 +53,15 @@ def read_glue(
     """
     spec = task_spec(task)
     if split not in ("train", "dev"):
-        raise ScenarioError("split", split, "train or dev")
+        raise InputError("split", split, "train or dev")
     if split not in spec.splits:
-        raise ScenarioError("split", split, f"one of {', '.join(spec.splits)} for {spec.name}")
+        raise InputError("split", split, f"one of {', '.join(spec.splits)} for {spec.name}")
     glue_dir = glue_dir if glue_dir is not None else os.environ.get(GLUE_DIR_ENV)
     if glue_dir is None:
         return _read_hf(spec, split)
     path = Path(glue_dir) / spec.name / f"{split}.tsv"
     if not path.is_file():
-        raise ScenarioError(
+        raise InputError(
             "glue_dir", str(glue_dir), f"a GLUE directory holding {spec.name}/{split}.tsv"
         )
     return _read_tsv(spec, path)
@@ -128,7 +77,7 @@ def _read_tsv(spec: TaskSpec, path: Path) -> GlueExamples:
             text_idx = [col[c] for c in spec.text_columns]
             label_idx = col[spec.label_column]
         except KeyError as exc:
-            raise ScenarioError(str(path), header, f"a header with {spec.text_columns}") from exc
+            raise InputError(str(path), header, f"a header with {spec.text_columns}") from exc
     else:
         text_idx = [int(c) for c in spec.text_columns]
         label_idx = int(spec.label_column)
@@ -152,7 +101,7 @@ def _read_hf(spec: TaskSpec, split: str) -> GlueExamples:
     try:
         import datasets
     except ImportError as exc:
-        raise ScenarioError(
+        raise InputError(
             "glue_dir",
             None,
             f"a GLUE directory (--glue-dir or ${GLUE_DIR_ENV}); "
@@ -162,7 +111,7 @@ def _read_hf(spec: TaskSpec, split: str) -> GlueExamples:
     try:
         ds = datasets.load_dataset("glue", spec.hf_name, split=hf_split)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
-        raise ScenarioError(
+        raise InputError(
             "glue_dir", None, f"a GLUE directory ({spec.hf_name} download failed)"
         ) from exc
     columns = [c for c in ds.column_names if c not in ("label", "idx")]
@@ -229,10 +178,10 @@ def balanced_class_weights(labels) -> np.ndarray:
     """
     labels = np.asarray(labels)
     if labels.dtype.kind == "f":
-        raise ScenarioError("class_weights", "balanced", "a classification task (not regression)")
+        raise InputError("class_weights", "balanced", "a classification task (not regression)")
     counts = np.bincount(labels)
     if (counts == 0).any():
-        raise ScenarioError("class_weights", "balanced",
+        raise InputError("class_weights", "balanced",
                             f"labels of every class in the training set, got counts {counts}")
     return labels.size / (counts.size * counts)
 
@@ -256,14 +205,14 @@ def shard_indices(
     labels = np.asarray(labels)
     n = labels.size
     if num_devices < 1 or num_devices * min_size > n:
-        raise ScenarioError(
+        raise InputError(
             "num_devices", num_devices, f"1..{n // max(min_size, 1)} for {n} examples"
         )
     rng = np.random.default_rng(seed)
     if alpha is None:
         return [np.sort(s) for s in np.array_split(rng.permutation(n), num_devices)]
     if not alpha > 0:
-        raise ScenarioError("alpha", alpha, "a positive Dirichlet concentration")
+        raise InputError("alpha", alpha, "a positive Dirichlet concentration")
     classes = _classes(labels, num_bins)
     for _ in range(max_tries):
         parts: list[list[np.ndarray]] = [[] for _ in range(num_devices)]
@@ -276,7 +225,7 @@ def shard_indices(
         shards = [np.sort(np.concatenate(p)) for p in parts]
         if min(s.size for s in shards) >= min_size:
             return shards
-    raise ScenarioError("alpha", alpha, f"a skew that leaves every device >= {min_size} examples")
+    raise InputError("alpha", alpha, f"a skew that leaves every device >= {min_size} examples")
 
 
 def _classes(labels: np.ndarray, num_bins: int) -> np.ndarray:
@@ -305,9 +254,9 @@ class BatchStream:
     def __post_init__(self):
         self.indices = np.asarray(self.indices, dtype=np.int64)
         if self.indices.size == 0:
-            raise ScenarioError("shard", self.stream_id, "a non-empty local dataset")
+            raise InputError("shard", self.stream_id, "a non-empty local dataset")
         if self.batch_size < 1:
-            raise ScenarioError("batch_size", self.batch_size, "a positive integer")
+            raise InputError("batch_size", self.batch_size, "a positive integer")
 
     def _epoch_order(self) -> np.ndarray:
         if self._order is None:

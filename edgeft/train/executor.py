@@ -17,15 +17,15 @@ the broadcast parameters (no local update in between); the upload is their mean.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeft.errors import ScenarioError
+from edgeft.errors import InputError
 from edgeft.train.blockgrad import BlockGradient, block_gradient
+from edgeft.train.config import LoopConfig, RunOptions
 from edgeft.train.data import BatchStream, EncodedDataset
-from edgeft.train.loop import RoundLoop, RunResult, mean_loss
+from edgeft.train.loop import RoundLoop, mean_loss
 from edgeft.train.models import LoraBlocks
 
 UNASSIGNED = -1  # a depth no device computes this round (its tensors are not updated)
@@ -55,48 +55,43 @@ def device_update(
 class DeftExecutor(RoundLoop):
     """Runs DEFT rounds on a LoRA model; ``shards[n]`` are device n's training indices.
 
-    ``run(plans)`` writes ``trace.jsonl`` and ``checkpoint.pt`` under ``out_dir`` (when given),
-    checkpoints every ``checkpoint_every`` rounds, on ``KeyboardInterrupt`` and at the end, and
-    resumes from ``out_dir``'s checkpoint with identical results. Other keywords (``task``,
-    ``dev``, ``tau``, ``lr``, ``eval_every``, ...) are :class:`RoundLoop`'s.
+    ``run(plans)`` (the shared driver, :meth:`RoundLoop.run`) executes each
+    :class:`RoundPlan` with :meth:`step`, writes ``trace.jsonl`` and ``checkpoint.pt`` under
+    ``out_dir`` and resumes from its checkpoint with identical results.
     """
 
     kind = "deft"
 
-    def __init__(
-        self,
-        blocks: LoraBlocks,
-        train: EncodedDataset,
-        shards: list,
-        *,
-        batch_size: int = 16,
-        seed: int = 0,
-        **loop_options,
-    ):
+    def __init__(self, blocks: LoraBlocks, train: EncodedDataset, shards: list,
+                 config: LoopConfig, options: RunOptions | None = None, *,
+                 dev: EncodedDataset | None = None, out_dir=None):
         if not shards:
-            raise ScenarioError("shards", shards, "one index array per device")
-        streams = [BatchStream(np.asarray(s), batch_size, seed, n) for n, s in enumerate(shards)]
-        config = {"batch_size": batch_size, "seed": seed, "num_devices": len(shards),
-                  **loop_options.pop("config", {})}
-        super().__init__(blocks, train, streams, seed=seed, config=config, **loop_options)
+            raise InputError("shards", shards, "one index array per device")
+        streams = [BatchStream(np.asarray(s), config.batch_size, config.seed, n)
+                   for n, s in enumerate(shards)]
+        super().__init__(blocks, train, streams, config, options, dev=dev, out_dir=out_dir)
+
+    def data_layout(self) -> dict:
+        return {"num_devices": len(self.streams)}
 
     def check_plan(self, plan: RoundPlan) -> None:
         """A plan must name one device (or ``UNASSIGNED``) per depth, each device at most once."""
         devices = list(plan.device_of_block)
         if len(devices) != self.blocks.num_blocks:
-            raise ScenarioError(
+            raise InputError(
                 "device_of_block", devices, f"{self.blocks.num_blocks} entries (one per depth)"
             )
         used = [n for n in devices if n != UNASSIGNED]
         if any(not 0 <= n < len(self.streams) for n in used) or len(set(used)) != len(used):
-            raise ScenarioError(
+            raise InputError(
                 "device_of_block", devices, f"distinct devices in 0..{len(self.streams) - 1}"
             )
         if not plan.latency_s >= 0:
-            raise ScenarioError("latency_s", plan.latency_s, "a non-negative round latency")
+            raise InputError("latency_s", plan.latency_s, "a non-negative round latency")
 
-    def run_round(self, plan: RoundPlan) -> dict:
-        """Execute one round and return its trace record (no evaluation, no files)."""
+    def step(self, plan: RoundPlan) -> dict:
+        """One round: each assigned device's block gradient (:func:`device_update`), then the
+        server's Adam step over the uploads (eq. 6)."""
         self.check_plan(plan)
         self.blocks.model.train()
         uploads, losses = {}, []
@@ -105,22 +100,8 @@ class DeftExecutor(RoundLoop):
                 if device == UNASSIGNED:
                     continue
                 stream = self.streams[device]
-                grad = device_update(self.blocks, depth, self.train, stream, self.tau)
+                grad = device_update(self.blocks, depth, self.train, stream, self.config.tau)
                 uploads.update(grad.grads)
                 losses.append(grad.loss)
         self.apply_gradients(uploads)
-        self.modelled_time_s += float(plan.latency_s)
-        self.round = int(plan.round)
-        return {
-            "round": int(plan.round),
-            "modelled_time_s": self.modelled_time_s,
-            "devices": [int(n) for n in plan.device_of_block],
-            "loss": mean_loss(losses),
-        }
-
-    _round = run_round
-
-    def run(self, plans: Iterable[RoundPlan], resume: bool = True) -> RunResult:
-        """Run every plan whose round is after the checkpoint's (plans must be in round order)."""
-        total = len(plans) if hasattr(plans, "__len__") else None
-        return self._run(plans, lambda p: int(p.round), resume, total)
+        return {"devices": [int(n) for n in plan.device_of_block], "loss": mean_loss(losses)}

@@ -1,10 +1,17 @@
-"""What the DEFT executor and the centralised oracle share: the server's Adam update (paper
-eq. (6)), dev-set evaluation, the trace, checkpoints and resuming.
+"""The round loop every executor shares: one driver with labelled phases around one abstract
+:meth:`RoundLoop.step` (SciPy- and Flower-style: variants fill in a hook, none copies the loop).
 
-Subclasses implement ``_round(item) -> record`` for one round (DEFT) or step (centralised);
-:meth:`RoundLoop._run` drives them. After every completed round the loop keeps an in-memory
-copy of its state, so a ``KeyboardInterrupt`` at any point (even mid-round) writes the state
-of the last completed round to the checkpoint before it propagates.
+Phases of a round (:meth:`RoundLoop.run`): *plan* (the next plan after the resumed checkpoint),
+*device work, aggregate, optimiser step* (the executor's :meth:`~RoundLoop.step`), *clock* (the
+plan's modelled latency, paper eq. 8, advances the time axis of Fig. 7), *evaluate*, *record*
+(one JSONL line), *checkpoint*. What the executors share besides the driver: the server's Adam
+update (paper eq. 6, :meth:`~RoundLoop.apply_gradients`), dev-set evaluation, state and resume.
+
+A run's identity is its :class:`edgeft.train.config.LoopConfig`, stored in the checkpoint with
+the schema version, the executor's kind and its data layout; a checkpoint of another identity is
+refused. After every completed round the loop keeps an in-memory copy of its state, so a
+``KeyboardInterrupt`` at any point (even mid-round) writes the state of the last completed round
+to the checkpoint before it propagates.
 
 Randomness: dropout draws from torch's CPU generator. Each round runs inside
 ``torch.random.fork_rng`` with the loop's own generator state (seeded by ``seed``), so a run
@@ -13,6 +20,7 @@ neither disturbs nor depends on the caller's global generator, and the state is 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import math
@@ -21,11 +29,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from edgeft.errors import ScenarioError
+from edgeft.errors import InputError
 from edgeft.train.checkpoint import (
     CHECKPOINT_FILE,
     TRACE_FILE,
@@ -33,9 +42,17 @@ from edgeft.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from edgeft.train.config import SCHEMA_VERSION, LoopConfig, RunOptions
 from edgeft.train.data import BatchStream, EncodedDataset
 from edgeft.train.metrics import evaluate
 from edgeft.train.models import LoraBlocks
+
+
+class Plan(Protocol):
+    """What the driver reads of a round's plan (the executor reads the rest)."""
+
+    round: int  # 1, 2, ...: increasing along a run
+    latency_s: float  # modelled latency of the round (paper eq. 8)
 
 
 @dataclass
@@ -49,56 +66,35 @@ class RunResult:
     final_metric: dict | None = None
 
 
-class RoundLoop:
-    """Adam over all trainable tensors, data streams, evaluation, trace and checkpoints."""
+class RoundLoop(abc.ABC):
+    """Adam over all trainable tensors, data streams, evaluation, trace, checkpoints; the
+    subclass's :meth:`step` does one round's device work, aggregation and optimiser step."""
 
-    kind = "loop"
+    kind: ClassVar[str] = "loop"
 
-    def __init__(
-        self,
-        blocks: LoraBlocks,
-        train: EncodedDataset,
-        streams: list[BatchStream],
-        *,
-        task: str,
-        dev: EncodedDataset | None = None,
-        tau: int = 1,
-        lr: float = 5e-4,
-        eval_every: int = 0,
-        eval_batch_size: int = 64,
-        out_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 0,
-        progress: bool = True,
-        seed: int = 0,
-        config: dict | None = None,
-        lr_decay_steps: int = 0,
-        head_lr_scale: float = 1.0,
-    ):
-        if tau < 1:
-            raise ScenarioError("tau", tau, "a positive number of local iterations")
-        if not lr > 0:
-            raise ScenarioError("lr", lr, "a positive learning rate")
-        if lr_decay_steps < 0:
-            raise ScenarioError("lr_decay_steps", lr_decay_steps, "0 (constant) or a step count")
-        if not head_lr_scale > 0:
-            raise ScenarioError("head_lr_scale", head_lr_scale, "a positive factor")
-        self.blocks, self.train, self.streams = blocks, train, streams
-        self.task, self.dev, self.tau, self.lr = task, dev, int(tau), float(lr)
-        self.eval_every, self.eval_batch_size = int(eval_every), int(eval_batch_size)
+    def __init__(self, blocks: LoraBlocks, train: EncodedDataset, streams: list[BatchStream],
+                 config: LoopConfig, options: RunOptions | None = None, *,
+                 dev: EncodedDataset | None = None, out_dir: str | os.PathLike | None = None):
+        self.blocks, self.train, self.streams, self.dev = blocks, train, streams, dev
+        self.config, self.options = config, options or RunOptions()
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.checkpoint_every, self.progress = int(checkpoint_every), progress
-        self.lr_decay_steps = int(lr_decay_steps)
-        self.config = {"kind": self.kind, "tau": self.tau, "lr": self.lr,
-                       "lr_decay_steps": self.lr_decay_steps, **(config or {})}
-        if head_lr_scale != 1.0:  # absent at 1, so checkpoints from before the option resume
-            self.config["head_lr_scale"] = float(head_lr_scale)
         self.optimizer = torch.optim.Adam(
-            param_groups(blocks.trainable_parameters(), self.lr, float(head_lr_scale)))
+            param_groups(blocks.trainable_parameters(), config.lr, config.head_lr_scale))
         self.round = 0
         self.updates = 0  # Adam steps taken
         self.modelled_time_s = 0.0
-        self._torch_rng = torch.Generator().manual_seed(int(seed)).get_state()
+        self._torch_rng = torch.Generator().manual_seed(config.seed).get_state()
         self._completed = self.state_dict()
+
+    # -- the executor's part ---------------------------------------------------------------
+    @abc.abstractmethod
+    def step(self, plan: Plan) -> dict:
+        """One round's device work, aggregation and optimiser step; returns the round's record
+        fields (``devices``, ``loss``). No clock, evaluation or files: the driver does those."""
+
+    def data_layout(self) -> dict:
+        """How the training data is split among the data holders (part of the identity)."""
+        return {}
 
     @contextlib.contextmanager
     def private_rng(self):
@@ -119,10 +115,11 @@ class RoundLoop:
         params = self.blocks.trainable_parameters()
         for name, p in params.items():
             p.grad = grads.get(name)
-        if self.lr_decay_steps:  # linear decay to 0, as in the LoRA paper's GLUE recipe
-            scale = max(0.0, 1.0 - self.updates / self.lr_decay_steps)
+        decay_steps = self.config.lr_decay_steps
+        if decay_steps:  # linear decay to 0, as in the LoRA paper's GLUE recipe
+            scale = max(0.0, 1.0 - self.updates / decay_steps)
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr * group.get("lr_scale", 1.0) * scale
+                group["lr"] = self.config.lr * group.get("lr_scale", 1.0) * scale
         self.optimizer.step()
         self.updates += 1
         for p in params.values():
@@ -131,12 +128,33 @@ class RoundLoop:
     def evaluate(self) -> dict | None:
         if self.dev is None:
             return None
-        return evaluate(self.blocks.model, self.dev, self.task, self.eval_batch_size)
+        return evaluate(self.blocks.model, self.dev, self.config.task,
+                        self.options.eval_batch_size)
 
     # -- state ---------------------------------------------------------------------------
+    def identity(self) -> dict:
+        """The run's identity as the checkpoint stores it."""
+        return {"schema": SCHEMA_VERSION, "kind": self.kind, "config": self.config.identity(),
+                "data": self.data_layout()}
+
+    def legacy_identity(self) -> dict:
+        """The identity checkpoints written before :data:`SCHEMA_VERSION` 1 stored: a flat
+        dict with the recipe keys only where they differ from the defaults (and no model)."""
+        cfg, default = self.config, LoopConfig(task=self.config.task)
+        out = {"kind": self.kind, "tau": cfg.tau, "lr": cfg.lr,
+               "lr_decay_steps": cfg.lr_decay_steps, "batch_size": cfg.batch_size,
+               "seed": cfg.seed, **self.data_layout()}
+        for name in ("pooling", "class_weights", "lora_r", "lora_targets"):
+            if getattr(cfg, name) != getattr(default, name):
+                value = getattr(cfg, name)
+                out[name] = list(value) if isinstance(value, tuple) else value
+        if cfg.head_lr_scale != 1.0:
+            out["head_lr_scale"] = float(cfg.head_lr_scale)
+        return out
+
     def state_dict(self) -> dict:
         return {
-            "config": dict(self.config),
+            "identity": self.identity(),
             "round": self.round,
             "updates": self.updates,
             "modelled_time_s": self.modelled_time_s,
@@ -147,8 +165,12 @@ class RoundLoop:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["config"] != self.config:
-            raise ScenarioError("checkpoint", state["config"], f"a run with config {self.config}")
+        if "identity" in state:
+            ours, theirs = self.identity(), state["identity"]
+        else:  # written before the identity had a schema version
+            ours, theirs = self.legacy_identity(), state.get("config")
+        if theirs != ours:
+            raise InputError("checkpoint", theirs, f"a run with identity {ours}")
         self.blocks.load_state_dict(state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._torch_rng = state["torch_rng"].clone()
@@ -167,11 +189,16 @@ class RoundLoop:
         if self.checkpoint_path is not None:
             save_checkpoint(self.checkpoint_path, self._completed)
 
-    # -- driver --------------------------------------------------------------------------
-    def _round(self, item) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    # -- the driver ----------------------------------------------------------------------
+    def run(self, plans: Iterable[Plan], resume: bool = True) -> RunResult:
+        """Run every plan whose round is after the resumed checkpoint's (plans in round order).
 
-    def _run(self, items: Iterable, round_of, resume: bool, total: int | None = None) -> RunResult:
+        Writes ``trace.jsonl`` and ``checkpoint.pt`` under ``out_dir`` (when given),
+        checkpoints every ``options.checkpoint_every`` rounds, on ``KeyboardInterrupt`` and at
+        the end, and resumes from ``out_dir``'s checkpoint with identical results.
+        """
+        opts = self.options
+        # Resume: the last checkpoint's state, and the trace up to its round.
         keep = None
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_state_dict(load_checkpoint(self.checkpoint_path))
@@ -179,27 +206,36 @@ class RoundLoop:
         trace = TraceWriter(self.out_dir / TRACE_FILE, keep) if self.out_dir is not None else None
         result = RunResult()
         start = time.perf_counter()
-        bar = tqdm(total=total, disable=not self.progress, desc=self.kind, unit="round")
+        total = len(plans) if hasattr(plans, "__len__") else None
+        bar = tqdm(total=total, disable=not opts.progress, desc=self.kind, unit="round")
         try:
-            for item in items:
-                r = round_of(item)
+            for plan in plans:
+                # Plan: skip what the resumed checkpoint already holds.
+                r = int(plan.round)
                 if r <= self.round:
                     bar.update(1)
-                    continue  # done before the checkpoint we resumed from
+                    continue
                 tick = time.perf_counter()
-                record = self._round(item)
+                # Device work, aggregate, optimiser step.
+                out = self.step(plan)
+                # Clock: the plan's modelled round latency.
                 self.round = r
-                if self.eval_every > 0 and r % self.eval_every == 0:
+                self.modelled_time_s += float(plan.latency_s)
+                record = {"round": r, "modelled_time_s": self.modelled_time_s, **out}
+                # Evaluate.
+                if opts.eval_every > 0 and r % opts.eval_every == 0:
                     metric = self.evaluate()
                     if metric is not None:
                         record["metric"] = metric
                         result.final_metric = metric
+                # Record.
                 record["host_s"] = time.perf_counter() - tick
                 self._completed = self.state_dict()
                 result.records.append(record)
                 if trace is not None:
                     trace.write(record)
-                if self.checkpoint_every > 0 and r % self.checkpoint_every == 0:
+                # Checkpoint.
+                if opts.checkpoint_every > 0 and r % opts.checkpoint_every == 0:
                     self.save_checkpoint()
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from edgeft.train.data import EncodedDataset, task_spec
+from edgeft.train.data import EncodedDataset
+from edgeft.train.tasks import task_spec
 
 
 def accuracy(pred, labels) -> float:

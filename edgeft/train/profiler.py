@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from edgeft.errors import ScenarioError
+from edgeft.errors import InputError
 from edgeft.system.profile import SNAPDRAGON_8_GEN_3_FLOPS, BlockCostProfile
 from edgeft.train.blockgrad import block_gradient, full_gradient
 from edgeft.train.models import LoraBlocks
@@ -93,9 +93,9 @@ def profile_model(
     offset = 2 if model.config.model_type == "roberta" else 0
     limit = getattr(model.config, "max_position_embeddings", seq_len + offset) - offset
     if not 1 <= seq_len <= limit:
-        raise ScenarioError("seq_len", seq_len, f"1..{limit} for this model")
+        raise InputError("seq_len", seq_len, f"1..{limit} for this model")
     if batch_size < 1 or tau < 1 or repeats < 1:
-        raise ScenarioError(
+        raise InputError(
             "batch_size/tau/repeats", (batch_size, tau, repeats), "positive integers"
         )
     gen = torch.Generator().manual_seed(seed)
@@ -149,47 +149,3 @@ def profile_model(
             "single_device_memory_bytes": float(single_device),
         },
     )
-
-
-def plot_fig4(profile: BlockCostProfile, path) -> None:
-    """Fig. 4 analogue: memory and latency vs depth, and single-device vs per-device memory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    depth = np.arange(1, profile.num_blocks + 1)
-    gib = 2.0**30
-    fig, (ax_mem, ax_lat, ax_cmp) = plt.subplots(1, 3, figsize=(13, 3.8))
-    ax_mem.bar(depth, profile.memory_bytes / gib, color="tab:blue")
-    ax_mem.set(xlabel="block depth d", ylabel="memory M(d) [GiB]", title="Memory vs depth")
-    ax_lat.plot(depth, profile.compute_s, "o-", color="tab:red")
-    unit = "host s" if profile.meta.get("scale", 1.0) == 1.0 else "reference s"
-    ax_lat.set(
-        xlabel="block depth d", ylabel=f"latency per round [{unit}]", title="Latency vs depth"
-    )
-    single = profile.meta.get("single_device_memory_bytes")
-    labels, values = (
-        ["DEFT, max over depths", "DEFT, mean over depths"],
-        [
-            profile.memory_bytes.max() / gib,
-            profile.memory_bytes.mean() / gib,
-        ],
-    )
-    if single is not None:
-        labels.insert(0, "single device (full LoRA)")
-        values.insert(0, single / gib)
-    ax_cmp.bar(
-        range(len(values)), values, color=["tab:gray", "tab:blue", "tab:cyan"][-len(values) :]
-    )
-    ax_cmp.set_xticks(range(len(values)), labels, rotation=15, fontsize=8)
-    ax_cmp.set(ylabel="memory per device [GiB]", title="Single device vs DEFT")
-    meta = profile.meta
-    fig.suptitle(
-        f"{meta.get('model', '')}: batch {meta.get('batch_size')}, length {meta.get('seq_len')}, "
-        f"tau {meta.get('tau')} ({meta.get('dtype', '')})",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -17,10 +17,14 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from edgeft.errors import ScenarioError
+from edgeft import checks
+from edgeft.deft.schemes import check_schemes, study_schemes
+from edgeft.errors import InputError
 from edgeft.scenario import GeneratorConfig, load_scenario
-from edgeft.sim import STUDY_SCHEMES, SimSystem, Trace, draw_rounds, round_conditions
 from edgeft.sim.batched import run_rounds_vectorised
+from edgeft.sim.draws import draw_rounds, round_conditions
+from edgeft.sim.system import SimSystem
+from edgeft.sim.trace import Trace
 
 SWEEPS = ("snr", "bandwidth", "devices")
 SWEEP_AXES = {"snr": "transmit SNR (dB)", "bandwidth": "uplink bandwidth budget B (MHz)",
@@ -33,6 +37,7 @@ class StudyConfig:
 
     ``None`` operating values mean: 20 devices, 10 dB and 100 MHz for a generated population
     (paper §VI-A3), the whole file, its own mean SNR and its own budget for a scenario file.
+    Every setting is checked here, once (:class:`edgeft.errors.InputError` naming the field).
     """
 
     rounds: int = 800
@@ -44,11 +49,34 @@ class StudyConfig:
     snr_points_db: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
     bandwidth_points_hz: tuple[float, ...] = (20e6, 40e6, 60e6, 80e6, 100e6, 150e6, 200e6)
     device_points: tuple[int, ...] = (12, 20, 30, 40, 50, 75, 100)
-    schemes: tuple[str, ...] = STUDY_SCHEMES
+    schemes: tuple[str, ...] = field(default_factory=lambda: study_schemes("latency"))
     availability: float = 1.0
     memory_spread: float = 0.0  # scenario files only: per-round memory m_n U(1 -/+ spread)
     scenario: str | None = None
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    def __post_init__(self):
+        checks.integer("rounds", self.rounds, 2)
+        checks.integer("seed", self.seed, 0)
+        checks.integer("num_blocks", self.num_blocks, 1)
+        if self.num_devices is not None:
+            checks.integer("num_devices", self.num_devices, 1)
+        if self.snr_db is not None:
+            checks.finite("snr_db", self.snr_db)
+        if self.bandwidth_hz is not None:
+            checks.positive("bandwidth_hz", self.bandwidth_hz)
+        for x in self.snr_points_db:
+            checks.finite("snr_points_db", x)
+        for x in self.bandwidth_points_hz:
+            checks.positive("bandwidth_points_hz", x)
+        for x in self.device_points:
+            checks.integer("device_points", x, 1)
+        object.__setattr__(self, "schemes", check_schemes(self.schemes))
+        checks.probability("availability", self.availability)
+        checks.fraction("memory_spread", self.memory_spread)
+        if self.memory_spread and not self.scenario:
+            raise InputError("memory_spread", self.memory_spread, "to be used with a scenario "
+                             "file (generated memory is redrawn anyway)")
 
     @classmethod
     def quick(cls, **overrides) -> StudyConfig:
@@ -92,14 +120,14 @@ def build_population(config: StudyConfig) -> tuple[SimSystem, Point]:
                                        availability=config.availability)
         n = config.num_devices or base.num_devices
         if not base.num_blocks <= n <= base.num_devices:
-            raise ScenarioError("--devices", n, f"{base.num_blocks}..{base.num_devices} "
+            raise InputError("num_devices", n, f"{base.num_blocks}..{base.num_devices} "
                                 f"(the devices in {config.scenario})")
         snr = base.transmit_snr_db if config.snr_db is None else config.snr_db
         band = base.bandwidth_hz if config.bandwidth_hz is None else config.bandwidth_hz
         return base, Point(n, snr, band)
     n = 20 if config.num_devices is None else config.num_devices
     if n < config.num_blocks:
-        raise ScenarioError("--devices", n, f"at least the {config.num_blocks} blocks")
+        raise InputError("num_devices", n, f"at least the {config.num_blocks} blocks")
     largest = max((n, *config.device_points))
     snr = 10.0 if config.snr_db is None else config.snr_db
     band = config.generator.bandwidth_hz if config.bandwidth_hz is None else config.bandwidth_hz
@@ -138,6 +166,13 @@ def _run_chunk(task):
     return point, start, trace
 
 
+def check_workers(workers: int | None) -> int:
+    """Worker processes: ``None`` is min(2, CPU cores); otherwise a positive integer."""
+    if workers is None:
+        return min(2, os.cpu_count() or 1)
+    return checks.integer("workers", workers, 1)
+
+
 def _chunks(num_rounds: int, workers: int) -> list[tuple[int, int]]:
     size = max(25, -(-num_rounds // max(1, 2 * workers)))
     return [(a, min(a + size, num_rounds)) for a in range(0, num_rounds, size)]
@@ -154,7 +189,7 @@ def run_study(config: StudyConfig, workers: int | None = None,
     sweeps, dropped = plan_points(config, population, op)
     points = list(dict.fromkeys(p for pts in sweeps.values() for _, p in pts))
     draws = draw_rounds(config.rounds, population.num_devices, config.seed + 1)
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = check_workers(workers)
 
     tasks = []
     # Largest systems first, so the processes finish together.

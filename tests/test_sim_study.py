@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from edgeft.report.study import Point, StudyConfig, plan_points, point_system, run_study
 from edgeft.report.summary import headline_ratios, latency_ratio, mean_ci, summarise
 from edgeft.sim import SimSystem, simulate
+from edgeft.sim.study import Point, StudyConfig, plan_points, point_system, run_study
 
 TINY = dict(rounds=30, snr_points_db=(0.0, 10.0), bandwidth_points_hz=(50e6, 100e6),
             device_points=(12, 20, 50))

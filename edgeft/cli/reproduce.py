@@ -1,21 +1,22 @@
-"""``edgeft reproduce``: the paper's latency study (§VI-C, Figs. 5, 6, 8) into a report folder.
-
-Registered by :mod:`edgeft.cli` through :func:`add_subparsers`. Bad options and scenario files
-raise :class:`edgeft.errors.ScenarioError` (exit code 2) naming the field.
-"""
+"""``edgeft reproduce``: the paper's latency study (§VI-C, Figs. 5, 6, 8) into a report folder,
+and with ``--glue-dir`` the fine-tuning study behind Fig. 7 and Table I."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import sys
+from pathlib import Path
 
-from edgeft.errors import ScenarioError
+from edgeft.cli.common import HelpFormatter, flag_names
+
+FLAGS = {"rounds": "--rounds", "seed": "--seed", "num_devices": "--devices",
+         "snr_db": "--snr-db", "availability": "--availability",
+         "memory_spread": "--memory-spread", "scenario": "--scenario", "workers": "--workers",
+         "glue_dir": "--glue-dir"}
 
 
-def add_subparsers(subparsers) -> None:
-    """Add ``reproduce`` to the ``edgeft`` command line."""
-    p = subparsers.add_parser(
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
         "reproduce",
         help="run the latency study (paper Figs. 5, 6, 8) and write report/",
         description=(
@@ -23,23 +24,23 @@ def add_subparsers(subparsers) -> None:
             "number of devices, plus the rounds each baseline loses to the memory wall; writes "
             "CSVs, PNGs and report.md with the headline ratios beside the paper's."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", default="report", metavar="DIR", help="output folder")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 3 points per sweep, 40 rounds (unless --rounds)")
     p.add_argument("--rounds", type=int, metavar="R",
-                   help="rounds per point (default 800, 40 with --quick)")
+                   help="rounds simulated per point (default 800, 40 with --quick)")
     p.add_argument("--seed", type=int, default=0,
                    help="devices from SEED, round draws from SEED + 1")
     p.add_argument("--scenario", metavar="FILE",
                    help="scenario JSON as the device population (default: generated)")
     p.add_argument("--devices", type=int, metavar="N",
-                   help="devices for Figs. 5 and 6 (default 20, or all of --scenario)")
+                   help="devices N of Figs. 5 and 6 (default 20, or all of --scenario)")
     p.add_argument("--snr-db", type=float, metavar="DB",
-                   help="transmit SNR of Figs. 6 and 8 (default 10, or the scenario's)")
+                   help="transmit SNR in dB of Figs. 6 and 8 (default 10, or the scenario's)")
     p.add_argument("--memory-spread", type=float, default=0.0, metavar="F",
-                   help="with --scenario: per-round memory m_n x U(1-F, 1+F)")
+                   help="with --scenario: per-round memory m_n x U(1-F, 1+F), F a fraction")
     p.add_argument("--availability", type=float, default=1.0, metavar="P",
                    help="probability that a device takes part in a round")
     p.add_argument("--workers", type=int, metavar="W",
@@ -54,69 +55,60 @@ def add_subparsers(subparsers) -> None:
     p.set_defaults(func=run_reproduce)
 
 
-def _check(args) -> None:
-    if args.rounds is not None and args.rounds < 2:
-        raise ScenarioError("--rounds", args.rounds, "an integer of at least 2")
-    if args.devices is not None and args.devices < 1:
-        raise ScenarioError("--devices", args.devices, "a positive integer")
-    if args.workers is not None and args.workers < 1:
-        raise ScenarioError("--workers", args.workers, "a positive integer")
-    if not 0.0 < args.availability <= 1.0:
-        raise ScenarioError("--availability", args.availability, "a probability in (0, 1]")
-    if not 0.0 <= args.memory_spread < 1.0:
-        raise ScenarioError("--memory-spread", args.memory_spread, "a fraction in [0, 1)")
-    if args.memory_spread and not args.scenario:
-        raise ScenarioError("--memory-spread", args.memory_spread,
-                            "to be used with --scenario (generated memory is redrawn anyway)")
+def study_config(args: argparse.Namespace):
+    """The flags as a :class:`edgeft.sim.study.StudyConfig` (which checks them)."""
+    from edgeft.sim.study import StudyConfig
+
+    fields = {"seed": args.seed, "num_devices": args.devices, "snr_db": args.snr_db,
+              "availability": args.availability, "memory_spread": args.memory_spread,
+              "scenario": args.scenario}
+    if args.rounds is not None:
+        fields["rounds"] = args.rounds
+    return StudyConfig.quick(**fields) if args.quick else StudyConfig(**fields)
 
 
-def run_reproduce(args) -> int:
+def run_reproduce(args: argparse.Namespace) -> int:
     """Handler of ``edgeft reproduce``; returns the exit code."""
     from edgeft.report.reproduce import reproduce
-    from edgeft.report.study import StudyConfig
+    from edgeft.scenario import load_scenario
+    from edgeft.sim.study import check_workers
 
-    _check(args)
-    overrides = {"seed": args.seed, "num_devices": args.devices, "snr_db": args.snr_db,
-                 "availability": args.availability, "memory_spread": args.memory_spread,
-                 "scenario": args.scenario}
-    if args.rounds is not None:
-        overrides["rounds"] = args.rounds
-    config = StudyConfig.quick(**overrides) if args.quick else StudyConfig(**overrides)
-    if args.scenario:  # validate up front: a bad field fails before any work
-        from edgeft.scenario import load_scenario
-
-        load_scenario(args.scenario)
-    command = "edgeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-        if sys.argv[1:2] == ["reproduce"] else _command_of(args)
-    done = reproduce(config, args.out, workers=args.workers, progress=not args.no_progress,
-                     command=command)
-    print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
-          f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
-    if args.glue_dir or args.finetune_runs:
-        _add_finetuning(args)
+    with flag_names(FLAGS):
+        config = study_config(args)
+        workers = check_workers(args.workers)
+        if args.scenario:  # a bad field fails before any work
+            load_scenario(args.scenario)
+        done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
+                         command=_command_line(args))
+        print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
+              f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
+        if args.glue_dir or args.finetune_runs:
+            _add_finetuning(args)
     return 0
 
 
-def _add_finetuning(args) -> None:
+def _add_finetuning(args: argparse.Namespace) -> None:
     """Run (or resume) the Table I studies when a GLUE directory is given; append them."""
-    from pathlib import Path
-
+    from edgeft.cli.finetune import run_study
     from edgeft.report.finetune_section import finetune_section
 
     runs = Path(args.finetune_runs or Path(args.out) / "finetune")
     if args.glue_dir:
-        from edgeft.train.finetune import run_finetune, table_configs
+        from edgeft.train.plan import table_configs
 
         for cfg in table_configs(args.glue_dir, quick=args.quick, seed=args.seed,
                                  progress=not args.no_progress):
-            run_finetune(cfg, runs)
+            run_study(cfg, runs)
     report = Path(args.out) / "report.md"
     report.write_text(report.read_text() + "\n" + finetune_section(runs, args.out))
     print(f"added the fine-tuning studies under {runs}/ to {report}")
 
 
-def _command_of(args) -> str:
-    """The command line that reproduces this run (when called as a function, not a program)."""
+def _command_line(args: argparse.Namespace) -> str:
+    """The command line that made this run (or one that reproduces it, for an API caller)."""
+    argv = getattr(args, "argv", None)
+    if argv and argv[0] == "reproduce":
+        return "edgeft " + " ".join(shlex.quote(a) for a in argv)
     parts = ["edgeft", "reproduce", "--out", args.out]
     if args.quick:
         parts.append("--quick")

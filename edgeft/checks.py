@@ -1,0 +1,71 @@
+"""Checks of single settings, each raising :class:`edgeft.errors.InputError` (exit 2) that names
+the field and its value. The run configurations (``StudyConfig``, ``LoopConfig``,
+``FinetuneConfig``) call these once, in their ``__post_init__``; the command line only maps flags
+to fields (and a field's name back to its flag in the message).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from edgeft.errors import InputError
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def integer(field: str, value, minimum: int = 0) -> int:
+    """An integer of at least ``minimum``."""
+    if not _is_int(value) or value < minimum:
+        expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer of at least {minimum}")
+        raise InputError(field, value, expected)
+    return int(value)
+
+
+def finite(field: str, value) -> float:
+    """A finite real number."""
+    if not _is_real(value) or not math.isfinite(value):
+        raise InputError(field, value, "a finite number")
+    return float(value)
+
+
+def positive(field: str, value, what: str = "a positive finite number") -> float:
+    """A finite number above zero; ``what`` says what it is in the message."""
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        raise InputError(field, value, what)
+    return float(value)
+
+
+def non_negative(field: str, value, what: str = "a non-negative finite number") -> float:
+    """A finite number of at least zero."""
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise InputError(field, value, what)
+    return float(value)
+
+
+def probability(field: str, value) -> float:
+    """A probability in (0, 1]."""
+    if not _is_real(value) or not 0.0 < value <= 1.0:
+        raise InputError(field, value, "a probability in (0, 1]")
+    return float(value)
+
+
+def fraction(field: str, value) -> float:
+    """A fraction in [0, 1)."""
+    if not _is_real(value) or not 0.0 <= value < 1.0:
+        raise InputError(field, value, "a fraction in [0, 1)")
+    return float(value)
+
+
+def choice(field: str, value, options) -> object:
+    """One of ``options``."""
+    if value not in options:
+        raise InputError(field, value, "one of " + ", ".join(map(str, options)))
+    return value

@@ -1,0 +1,180 @@
+"""``edgeft finetune`` (real DEFT LoRA rounds of GLUE tasks against modelled time, paper Fig. 7)
+and ``edgeft table`` (paper Table I from finished studies)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeft.cli.common import HelpFormatter, comma_names, flag_names
+from edgeft.deft.schemes import study_schemes
+from edgeft.train.config import FinetuneConfig
+
+FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
+         "pooling": "--pooling", "lora_r": "--lora-r", "r": "--lora-r",
+         "lora_targets": "--lora-targets", "target_modules": "--lora-targets",
+         "schemes": "--schemes", "num_devices": "--devices", "rounds": "--rounds",
+         "batch_size": "--batch-size", "seq_len": "--seq-len", "tau": "--tau", "lr": "--lr",
+         "head_lr_scale": "--head-lr-scale", "class_weights": "--class-weights",
+         "eval_every": "--eval-every", "snr_db": "--snr-db", "seed": "--seed",
+         "dirichlet_alpha": "--dirichlet-alpha", "train_limit": "--train-limit",
+         "dev_limit": "--dev-limit", "profile": "--profile"}
+PLAN_FIELDS = ("rounds", "seq_len", "eval_every", "pooling", "head_lr_scale", "class_weights")
+
+
+def add_parsers(sub) -> None:
+    d = FinetuneConfig()
+    plan = "with --task all, the per-task plan"
+    p = sub.add_parser(
+        "finetune",
+        help="real DEFT LoRA fine-tuning of one GLUE task per scheme, against modelled time",
+        description="Each scheme allocates every round on the same channel draws; the DEFT "
+        "executor runs those rounds on the real model; a centralized run with the same steps "
+        "is the oracle. Writes OUT/TASK/{SCHEME,centralized}/trace.jsonl, summary.json and "
+        "fig7.png; rerunning the same command resumes from the checkpoints.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--task", default=d.task,
+                   help="GLUE task (CoLA, SST-2, MRPC, RTE, STS-B, ...), or 'all' for the five "
+                   "with train and dev splits, one after another")
+    p.add_argument("--glue-dir", default=None, metavar="DIR",
+                   help="GLUE directory in the standard TSV layout (default: $EDGEFT_GLUE_DIR)")
+    p.add_argument("--model", default=None,
+                   help="model directory or name (default: the installed all-MiniLM-L6-v2)")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                   help=f"the head's input: the model's own pooler (cls) or the masked mean of "
+                   f"the last hidden states (mean: sentence-transformers' pooling) (default "
+                   f"{d.pooling}; {plan})")
+    p.add_argument("--lora-r", type=int, default=d.lora_r, metavar="R",
+                   help="LoRA rank (alpha = 2 r)")
+    p.add_argument("--lora-targets", default=",".join(d.lora_targets), metavar="NAMES",
+                   help="comma-separated names of the linear modules that get LoRA in every "
+                   "layer; query,key,value,dense is every linear layer of a BERT layer")
+    p.add_argument("--schemes", default=None, metavar="NAMES",
+                   help=f"comma-separated (default {','.join(d.schemes)}; with --task all, "
+                   f"the paper's {','.join(study_schemes('table1'))})")
+    p.add_argument("--devices", type=int, default=d.num_devices, metavar="N",
+                   help="devices N, each with its own shard of the training set")
+    p.add_argument("--rounds", type=int, default=None, metavar="R",
+                   help=f"rounds, one Adam step each (default {d.rounds}; {plan})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B",
+                   help="sequences per micro-batch")
+    p.add_argument("--seq-len", type=int, default=None, metavar="TOKENS",
+                   help=f"tokens per sequence (default {d.seq_len}; {plan})")
+    p.add_argument("--tau", type=int, default=d.tau,
+                   help="local iterations (micro-batches) per block gradient")
+    p.add_argument("--lr", type=float, default=d.lr, metavar="RATE",
+                   help="Adam learning rate of the LoRA tensors")
+    p.add_argument("--head-lr-scale", type=float, default=None, metavar="S",
+                   help=f"the task head's learning rate as a multiple of --lr (default "
+                   f"{d.head_lr_scale:g}; {plan})")
+    p.add_argument("--class-weights", choices=("none", "balanced"), default=None,
+                   help="'balanced': class-weighted cross-entropy, w_c = n / (C n_c), for skewed "
+                   f"classes (default none; {plan})")
+    p.add_argument("--constant-lr", action="store_true",
+                   help="no linear decay of the learning rate over the rounds")
+    p.add_argument("--eval-every", type=int, default=None, metavar="R",
+                   help=f"rounds between evaluations and checkpoints (default {d.eval_every}; "
+                   f"{plan})")
+    p.add_argument("--snr-db", type=float, default=d.snr_db, metavar="DB",
+                   help="mean transmit SNR in dB of the simulated uplinks")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the devices, channels, shards, data order and head")
+    p.add_argument("--dirichlet-alpha", type=float, default=None, metavar="A",
+                   help="label-skewed shards with Dirichlet(A) class proportions (default: IID)")
+    p.add_argument("--train-limit", type=int, default=None, metavar="N",
+                   help="use the first N training examples (default: all)")
+    p.add_argument("--dev-limit", type=int, default=None, metavar="N",
+                   help="evaluate on the first N dev examples (default: all)")
+    p.add_argument("--no-centralized", action="store_true", help="skip the oracle run")
+    p.add_argument("--profile", default=None, metavar="FILE|analytic:NAME",
+                   help="cost model of the modelled time: a block cost profile JSON (edgeft "
+                   "profile), or analytic:NAME (roberta-base, all-minilm-l6-v2) for that "
+                   "architecture's analytic costs on the paper's workload (default: the trained "
+                   "model's analytic costs; with --task all, analytic:roberta-base)")
+    p.add_argument("--out", default="runs", metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_finetune)
+
+    p = sub.add_parser(
+        "table",
+        help="Table I: modelled time for each scheme to reach a share of centralized's best",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--runs", default="runs", metavar="DIR",
+                   help="the --out folder of edgeft finetune")
+    p.add_argument("--target", type=float, default=0.95, metavar="SHARE",
+                   help="share of the centralized run's best dev metric, in (0, 1]")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also write the table as Markdown here (default: print only)")
+    p.set_defaults(func=run_table)
+
+
+def finetune_configs(args: argparse.Namespace) -> list[FinetuneConfig]:
+    """The flags as one :class:`FinetuneConfig` per task (which checks them); with
+    ``--task all`` an unset flag takes each task's value from Table I's plan."""
+    from edgeft.train.plan import TABLE_COST_MODEL, TABLE_PLAN
+
+    every = args.task.lower() == "all"
+    schemes = (comma_names(args.schemes) if args.schemes is not None
+               else study_schemes("table1") if every else FinetuneConfig().schemes)
+    configs = []
+    for task in (tuple(TABLE_PLAN) if every else (args.task,)):
+        source = TABLE_PLAN[task] if every else FinetuneConfig  # where unset flags come from
+        plan = {name: getattr(source, name) if getattr(args, name) is None
+                else getattr(args, name) for name in PLAN_FIELDS}
+        if plan["class_weights"] == "none":
+            plan["class_weights"] = None
+        configs.append(FinetuneConfig(
+            task=task, glue_dir=args.glue_dir, model=args.model, lora_r=args.lora_r,
+            lora_targets=comma_names(args.lora_targets), schemes=schemes,
+            num_devices=args.devices, batch_size=args.batch_size, tau=args.tau, lr=args.lr,
+            lr_decay=not args.constant_lr, snr_db=args.snr_db, seed=args.seed,
+            dirichlet_alpha=args.dirichlet_alpha, train_limit=args.train_limit,
+            dev_limit=args.dev_limit, centralized=not args.no_centralized,
+            profile=args.profile or (TABLE_COST_MODEL if every else None),
+            progress=not args.quiet, **plan))
+    return configs
+
+
+def run_study(cfg: FinetuneConfig, out: str | Path) -> dict:
+    """One task's study (data, :func:`edgeft.train.finetune.run_finetune`), then its Fig. 7."""
+    from edgeft.report.fig7 import plot_fig7
+    from edgeft.train.finetune import run_finetune
+
+    summary = run_finetune(cfg, out)
+    plot_fig7(summary, Path(out) / summary["task"] / "fig7.png")
+    return summary
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """Handler of ``edgeft finetune``."""
+    with flag_names(FLAGS):
+        for cfg in finetune_configs(args):
+            summary = run_study(cfg, args.out)
+            metric = summary["metric"]
+            print(f"{summary['task']}: dev {metric} (best over evaluations) and modelled time")
+            for name, curve in summary["curves"].items():
+                best = max(curve["metric"]) if curve["metric"] else float("nan")
+                t = summary["runs"].get(name, {}).get("modelled_time_s")
+                shown = f"{t:10.1f} s" if t is not None else "         -"
+                print(f"  {name:<12} best {best:.4f}  modelled time {shown}")
+            print(f"wrote {args.out}/{summary['task']}/ (summary.json, fig7.png, traces)")
+    return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """Handler of ``edgeft table``."""
+    from edgeft.errors import InputError
+    from edgeft.report.table1 import table_markdown, time_table
+
+    with flag_names({"target_share": "--target"}):
+        rows = time_table(args.runs, args.target)
+    if not rows:
+        raise InputError("--runs", args.runs, "a folder with finished edgeft finetune studies")
+    text = table_markdown(rows, args.target)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0

@@ -1,0 +1,174 @@
+"""Run settings of real fine-tuning, each a frozen dataclass checked once in ``__post_init__``.
+
+- :class:`LoopConfig`: a run's identity, everything its trajectory depends on besides the round
+  plans; its ``asdict`` goes into the checkpoint with :data:`SCHEMA_VERSION`, and a checkpoint of
+  another identity is refused.
+- :class:`RunOptions`: how a run is watched and saved (evaluation, checkpoints, progress bar);
+  changing them does not change what is learned.
+- :class:`FinetuneConfig`: one task's study (``edgeft finetune``); it makes each run's
+  :class:`LoopConfig`.
+
+Nothing here imports torch, so reports and the command line read the defaults freely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from edgeft import checks
+from edgeft.deft.schemes import check_schemes, study_schemes
+from edgeft.errors import InputError
+from edgeft.train.tasks import task_spec
+
+SCHEMA_VERSION = 1  # of the checkpoint's identity; raise it when LoopConfig's meaning changes
+
+#: LoRA defaults of the paper (VI-A1): rank 8 (alpha = 2 r) on the query and value projections.
+LORA_RANK = 8
+LORA_TARGETS = ("query", "value")
+#: The head's input: the model's own pooler (``cls``) or the masked mean of the last hidden
+#: states (``mean``, sentence-transformers' pooling).
+POOLINGS = ("cls", "mean")
+CLASS_WEIGHTS = (None, "balanced")
+
+
+def _names(field: str, value) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InputError(field, ",".join(map(str, names)), "module names, e.g. query,value")
+    return names
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """A fine-tuning run's identity (the DEFT executor's or the centralized oracle's).
+
+    The optimiser (Adam, eq. 6) at ``lr`` for the LoRA tensors and ``lr * head_lr_scale`` for the
+    task head, decayed linearly to 0 over ``lr_decay_steps`` updates (0: constant); ``tau``
+    micro-batches of ``batch_size`` per block gradient; ``seed`` for the data order and dropout;
+    the model and its adapter (``model`` None is the installed all-MiniLM-L6-v2).
+    """
+
+    task: str
+    batch_size: int = 16
+    tau: int = 1
+    lr: float = 2e-3
+    lr_decay_steps: int = 0
+    head_lr_scale: float = 1.0
+    seed: int = 0
+    model: str | None = None
+    pooling: str = "cls"
+    lora_r: int = LORA_RANK
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    class_weights: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "task", task_spec(self.task).name)
+        checks.integer("batch_size", self.batch_size, 1)
+        checks.integer("tau", self.tau, 1)
+        checks.positive("lr", self.lr, "a positive finite learning rate")
+        checks.integer("lr_decay_steps", self.lr_decay_steps, 0)
+        checks.positive("head_lr_scale", self.head_lr_scale, "a positive finite factor")
+        checks.integer("seed", self.seed, 0)
+        checks.choice("pooling", self.pooling, POOLINGS)
+        checks.integer("lora_r", self.lora_r, 1)
+        object.__setattr__(self, "lora_targets", _names("lora_targets", self.lora_targets))
+        checks.choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+
+    def identity(self) -> dict:
+        """What the checkpoint stores and compares: the settings as JSON-able values."""
+        out = dataclasses.asdict(self)
+        out["lora_targets"] = list(self.lora_targets)
+        return out
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is watched and saved: evaluate every ``eval_every`` rounds (0: never) in
+    batches of ``eval_batch_size``, checkpoint every ``checkpoint_every`` rounds (0: only on
+    interrupt and at the end), and show a progress bar."""
+
+    eval_every: int = 0
+    eval_batch_size: int = 64
+    checkpoint_every: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        checks.integer("eval_every", self.eval_every, 0)
+        checks.integer("eval_batch_size", self.eval_batch_size, 1)
+        checks.integer("checkpoint_every", self.checkpoint_every, 0)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """One task's study (``edgeft finetune``); defaults fit a 2-core machine (see the README).
+
+    Every scheme of ``schemes`` and (``centralized``) the oracle fine-tune the same model for
+    ``rounds`` rounds; ``profile`` is the cost model of the modelled time: None for the analytic
+    model of the trained architecture, a ``BlockCostProfile`` JSON file (measured, or written by
+    ``edgeft profile --analytic``), or ``analytic:NAME`` (a known architecture).
+    """
+
+    task: str = "SST-2"
+    glue_dir: str | None = None
+    model: str | None = None  # None: the installed all-MiniLM-L6-v2
+    pooling: str = "cls"  # the head's input: the model's own pooler, or "mean" (masked mean)
+    lora_r: int = LORA_RANK
+    lora_targets: tuple[str, ...] = LORA_TARGETS  # "dense" adds the other linear layers
+    schemes: tuple[str, ...] = dataclasses.field(
+        default_factory=lambda: study_schemes("finetune"))
+    num_devices: int = 20
+    rounds: int = 300
+    batch_size: int = 16
+    seq_len: int = 64
+    tau: int = 1
+    lr: float = 2e-3
+    lr_decay: bool = True  # linear decay to 0 over the rounds (the LoRA paper's GLUE recipe)
+    head_lr_scale: float = 1.0  # the task head's learning rate = lr * head_lr_scale
+    class_weights: str | None = None  # "balanced": weighted cross-entropy (skewed classes)
+    eval_every: int = 25
+    snr_db: float = 10.0
+    seed: int = 0
+    dirichlet_alpha: float | None = None
+    train_limit: int | None = None  # use only the first examples of the training set
+    dev_limit: int | None = None
+    centralized: bool = True
+    profile: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "schemes", check_schemes(self.schemes))
+        checks.integer("num_devices", self.num_devices, 1)
+        checks.integer("rounds", self.rounds, 1)
+        checks.integer("seq_len", self.seq_len, 1)
+        checks.integer("eval_every", self.eval_every, 1)
+        checks.finite("snr_db", self.snr_db)
+        if self.dirichlet_alpha is not None:
+            checks.positive("dirichlet_alpha", self.dirichlet_alpha)
+        for name in ("train_limit", "dev_limit"):
+            if getattr(self, name) is not None:
+                checks.integer(name, getattr(self, name), 1)
+        loop = self.loop_config()  # checks the settings the runs share, once
+        for name in ("task", "lora_targets"):
+            object.__setattr__(self, name, getattr(loop, name))
+
+    def loop_config(self) -> LoopConfig:
+        """The identity of each of this study's runs."""
+        return LoopConfig(
+            task=self.task, batch_size=self.batch_size, tau=self.tau, lr=self.lr,
+            lr_decay_steps=self.rounds if self.lr_decay else 0,
+            head_lr_scale=self.head_lr_scale, seed=self.seed, model=self.model,
+            pooling=self.pooling, lora_r=self.lora_r, lora_targets=self.lora_targets,
+            class_weights=self.class_weights)
+
+    def run_options(self) -> RunOptions:
+        """Evaluate and checkpoint every ``eval_every`` rounds."""
+        return RunOptions(eval_every=self.eval_every, checkpoint_every=self.eval_every,
+                          progress=self.progress)
+
+    def to_json(self) -> dict:
+        """The settings a summary records (JSON-able; the progress bar left out)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
+        out["lora_targets"] = list(self.lora_targets)
+        out["schemes"] = list(self.schemes)
+        return out
