@@ -9,10 +9,13 @@ memory binds (some devices cannot hold the deepest blocks) but an allocation exi
 ``DeftProblem`` arrays are built once per size; each repeat then times
 ``schedule_arrays(problem, scheme, check=False)`` alone. By default the problem's derived-matrix
 cache is cleared before every repeat (outside the timed region), so each call pays for its
-(N, K) matrices as a fresh round would; ``--warm-cache`` keeps it.
+(K, N) matrices as a fresh round would; ``--warm-cache`` keeps it.
 
 Targets (2-core machine): ``ba`` at N=10,000, K=96 <= 10 ms median; ``optimal`` there
-<= 100 ms; ``ba`` >= 50x faster than ``ba-hungarian`` at N=1,000, K=96.
+<= 100 ms; ``ba`` >= 50x faster than ``ba-hungarian`` at N=1,000, K=96 (all on costs that grow
+with depth). ``--shuffle together`` puts the per-depth costs in a random order that still sorts
+compute and memory alike (CRUNCH on the sorted blocks); ``--shuffle apart`` permutes them
+independently (no such order: the exact schemes take the threshold search with matching).
 """
 
 from __future__ import annotations
@@ -41,6 +44,22 @@ TARGETS = (
     ("optimal", 10_000, 96, 100e-3),
 )
 SPEEDUP = ("ba", "ba-hungarian", 1_000, 96, 50.0)
+
+
+def shuffled(problem: DeftProblem, how: str, seed: int = 0) -> DeftProblem:
+    """``problem`` with its per-depth costs permuted (``how``: none, together or apart)."""
+    if how == "none":
+        return problem
+    rng = np.random.default_rng(seed)
+    k = problem.num_blocks
+    first = rng.permutation(k)
+    second = first if how == "together" else rng.permutation(k)
+    return DeftProblem(compute_ref_s=problem.compute_ref_s[first],
+                       memory_need_bytes=problem.memory_need_bytes[second],
+                       compute_factor=problem.compute_factor,
+                       memory_avail_bytes=problem.memory_avail_bytes,
+                       spectral_eff=problem.spectral_eff, payload_bits=problem.payload_bits,
+                       bandwidth_hz=problem.bandwidth_hz)
 
 
 def make_problem(n: int, k: int, seed: int = 0) -> DeftProblem:
@@ -103,6 +122,8 @@ def main(argv=None) -> int:
                     help="skip jbba above this N (default 10,000: measured everywhere)")
     ap.add_argument("--warm-cache", action="store_true",
                     help="keep the problem's derived matrices between repeats")
+    ap.add_argument("--shuffle", choices=("none", "together", "apart"), default="none",
+                    help="per-depth costs in random order: permuted together or apart")
     args = ap.parse_args(argv)
 
     ns = [100, 1_000, 10_000] if not args.quick else [1_000, 10_000]
@@ -117,9 +138,10 @@ def main(argv=None) -> int:
         if s not in SCHEMES:
             ap.error(f"--schemes: unknown scheme {s!r}")
 
+    order = "in depth order" if args.shuffle == "none" else f"shuffled {args.shuffle}"
     print(f"edgeft DEFT scheduler solve time: median of up to {repeats} calls, "
           f"{'warm' if args.warm_cache else 'cold'} cache, python {sys.version.split()[0]}, "
-          f"numpy {np.__version__}")
+          f"numpy {np.__version__}, costs {order}")
     results: dict[tuple[str, int, int], float] = {}
     header = f"{'N':>7} {'K':>4}  " + "".join(f"{s:>14}" for s in schemes)
     print(header)
@@ -129,7 +151,7 @@ def main(argv=None) -> int:
         for k in ks:
             if k > n:
                 continue
-            problem = make_problem(n, k)
+            problem = shuffled(make_problem(n, k), args.shuffle)
             cells = []
             for scheme in schemes:
                 why = QUICK_SKIP.get((scheme, n)) if args.quick else None
@@ -155,8 +177,8 @@ def main(argv=None) -> int:
                                                      SPEEDUP[1:2] + SPEEDUP[2:4]]
     for key in needed:  # measure target sizes even when the grid left them out
         if key not in results:
-            med, _, _ = time_scheme(make_problem(key[1], key[2]), key[0],
-                                    repeats, args.warm_cache, args.budget)
+            med, _, _ = time_scheme(shuffled(make_problem(key[1], key[2]), args.shuffle),
+                                    key[0], repeats, args.warm_cache, args.budget)
             results[key] = med
     for scheme, n, k, target in TARGETS:
         got = results[(scheme, n, k)]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from bruteforce import FAMILIES, random_instance
 
+from edgeft.deft.bottleneck import bottleneck_assignment
 from edgeft.deft.crunch import (
     crunch,
     crunch_by_cutting,
@@ -109,13 +110,44 @@ def test_cutting_equals_crunch_on_scheduler_matrices(family):
             check_assignment(L, t, dev2)
 
 
+def test_general_bottleneck_assignment_agrees_with_exhaustive_minmax_in_any_row_order():
+    """The exact fallback for costs not ordered alike: no structure assumed, rows shuffled and
+    each column's entries in random order, ties and forbidden pairs included."""
+    rng = np.random.default_rng(77)
+    for trial in range(2500):
+        L = random_matrix(rng)
+        if rng.random() < 0.7:  # break the sorted structure: each column in its own order
+            L = np.stack([rng.permutation(col) for col in L.T], axis=1)
+        best = brute_minmax(L)
+        t, dev = bottleneck_assignment(L)
+        assert t == best, (trial, L.tolist(), t, best)
+        assert t == threshold_matching(L)[0], trial
+        if math.isinf(best):
+            assert dev.size == 0, trial
+        else:
+            check_assignment(L, t, dev)
+
+
+def test_general_bottleneck_assignment_on_wide_matrices_equals_threshold_matching():
+    rng = np.random.default_rng(78)
+    for trial in range(60):
+        k = int(rng.integers(1, 10))
+        n = int(rng.integers(k, 200))
+        L = rng.exponential(1.0, (k, n)).round(int(rng.integers(1, 4)))  # many ties
+        L[rng.random((k, n)) < rng.uniform(0, 0.8)] = np.inf
+        t, dev = bottleneck_assignment(L)
+        assert t == threshold_matching(L)[0], trial
+        if math.isfinite(t):
+            check_assignment(L, t, dev)
+
+
 def test_infeasible_matrix_gives_inf_and_empty():
     L = np.array([[1.0, 2.0, 3.0], [np.inf, np.inf, np.inf]])  # nobody holds depth 2
-    for fn in (crunch, crunch_by_cutting, threshold_matching):
+    for fn in (crunch, crunch_by_cutting, threshold_matching, bottleneck_assignment):
         t, dev = fn(L)
         assert math.isinf(t) and dev.size == 0
     L = np.full((2, 3), np.inf)
-    for fn in (crunch, crunch_by_cutting, threshold_matching):
+    for fn in (crunch, crunch_by_cutting, threshold_matching, bottleneck_assignment):
         t, dev = fn(L)
         assert math.isinf(t) and dev.size == 0
 
@@ -130,7 +162,8 @@ def test_single_feasible_device_and_k_equals_n():
 
 
 def test_crunch_rejects_bad_shapes():
-    for fn in (crunch, crunch_by_cutting, threshold_matching):  # fewer devices than blocks
+    for fn in (crunch, crunch_by_cutting, threshold_matching,
+               bottleneck_assignment):  # fewer devices than blocks
         t, dev = fn(np.ones((3, 2)))
         assert math.isinf(t) and dev.size == 0
     with pytest.raises(ValueError):

@@ -106,6 +106,27 @@ def test_vectorised_and_plain_agree_on_a_scenario_file_system():
     assert run_rounds(sys_, cond).equals(run_rounds_vectorised(sys_, cond))
 
 
+@pytest.mark.parametrize("together", [True, False], ids=["ordered-alike", "unordered"])
+def test_vectorised_and_plain_agree_with_costs_in_random_order(system, together):
+    """Per-depth costs out of depth order: the batched CRUNCH on the sorted blocks (ordered
+    alike) or the round-by-round general method (unordered) gives the plain loop's trace."""
+    rng = np.random.default_rng(3)
+    first = rng.permutation(system.num_blocks)
+    second = first if together else rng.permutation(system.num_blocks)
+    sys_ = dataclasses.replace(system, compute_ref_s=system.compute_ref_s[first],
+                               memory_need_bytes=system.memory_need_bytes[second],
+                               availability=0.9)
+    cond = round_conditions(sys_, draw_rounds(20, sys_.num_devices, seed=2))
+    plain = run_rounds(sys_, cond, check=True)
+    assert plain.equals(run_rounds_vectorised(sys_, cond))
+    ok = plain.feasible()
+    lat = {s: plain.latency_s[plain.index(s)] for s in plain.schemes}
+    r = ok[plain.index("ba")]
+    assert r.any() and np.array_equal(r, ok[plain.index("optimal")])
+    assert np.all(lat["optimal"][r] <= lat["jbba"][r] * (1 + 1e-9))
+    assert np.all(lat["jbba"][r] <= lat["ba"][r] * (1 + 1e-9))
+
+
 def test_trace_records_devices_of_the_system_and_latency_parts(system):
     sys_ = dataclasses.replace(system, availability=0.9)
     cond = round_conditions(sys_, draw_rounds(15, sys_.num_devices, seed=4))

@@ -135,6 +135,28 @@ def test_resume_with_other_settings_is_refused(reference, tmp_path):
         _executor(tmp_path, lr=5e-3).run(_plans(4))
 
 
+def test_a_checkpoint_from_before_the_schema_resumes_when_its_settings_match(reference,
+                                                                             tmp_path):
+    """Checkpoints written before the identity had a schema version stored a flat ``config``
+    dict; they resume into the same settings (identically) and are refused for others."""
+    state, trace, _ = reference
+    with pytest.raises(KeyboardInterrupt):
+        _executor(tmp_path).run(_plans_then_interrupt(_plans(6), stop_after=3))
+    saved = torch.load(tmp_path / CHECKPOINT_FILE)
+    legacy = {k: v for k, v in saved.items() if k != "identity"}
+    legacy["config"] = {"kind": "deft", "tau": 2, "lr": 1e-2, "lr_decay_steps": 0,
+                        "batch_size": 4, "seed": 0, "num_devices": 5}  # what the old code wrote
+    torch.save(legacy, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(ScenarioError, match="lr: 0.005 here, 0.01 in the checkpoint"):
+        _executor(tmp_path, lr=5e-3).run(_plans(6))
+    resumed = _executor(tmp_path)
+    assert [r["round"] for r in resumed.run(_plans(6)).records] == [4, 5, 6]
+    for name, tensor in resumed.blocks.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    assert _strip(read_trace(tmp_path / TRACE_FILE)) == _strip(trace)
+    assert "identity" in torch.load(tmp_path / CHECKPOINT_FILE)  # rewritten in the new form
+
+
 def test_a_run_leaves_the_global_generator_alone(tmp_path):
     ex = _executor(None)  # building a model seeds the generator; running must not touch it
     torch.manual_seed(123)

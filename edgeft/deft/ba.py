@@ -2,8 +2,8 @@
 
 When the blocks' compute and memory costs are ordered alike (:mod:`edgeft.deft.ordering`;
 depth order under property (10) is one case) the rows are sorted by cost and CRUNCH solves it in
-O(NK); otherwise the threshold search with matching (:mod:`edgeft.deft.threshold_matching`),
-also exact, does.
+O(NK); otherwise the threshold search with matching (binary search,
+:mod:`edgeft.deft.bottleneck`), also exact, does.
 
 Pruning. The latency of device n at its cheapest block, ``min_d L_dn``, bounds every entry of
 its column from below. Any feasible allocation's latency ``UB`` bounds T*, and a device with
@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeft.deft.bottleneck import bottleneck_assignment
 from edgeft.deft.crunch import crunch, crunch_threshold
 from edgeft.deft.ordering import is_identity
 from edgeft.deft.problem import DeftProblem
-from edgeft.deft.threshold_matching import threshold_matching
 from edgeft.system.latency import compute_latency_s
 
 
 def minmax_assignment(latency: np.ndarray, order: np.ndarray | None) -> tuple[float, np.ndarray]:
     """Exact ``min_x max L_dn`` over assignments of a (K, N) matrix: CRUNCH on the rows taken in
-    ``order`` (in which every column is nondecreasing), or threshold search with matching when
-    ``order`` is None. Returns ``(T*, device per block)`` or ``(inf, [])``."""
+    ``order`` (in which every column is nondecreasing), or the general bottleneck assignment
+    when ``order`` is None. Returns ``(T*, device per block)`` or ``(inf, [])``."""
     if order is None:
-        return threshold_matching(latency)
+        return bottleneck_assignment(latency)
     if is_identity(order):
         return crunch(latency)
     t_star, sorted_device = crunch(latency[order])
@@ -44,7 +44,7 @@ def minmax_assignment(latency: np.ndarray, order: np.ndarray | None) -> tuple[fl
 def bottleneck_latency(latency: np.ndarray, order: np.ndarray | None) -> float:
     """T* of :func:`minmax_assignment` alone (no assignment built where CRUNCH applies)."""
     if order is None:
-        return threshold_matching(latency)[0]
+        return bottleneck_assignment(latency)[0]
     return crunch_threshold(latency if is_identity(order) else latency[order])
 
 

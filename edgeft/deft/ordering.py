@@ -11,7 +11,7 @@ pair of blocks is ordered one way by compute and the other way by memory:
 
 A measured profile on a noisy host, or a user's own cost table, can break this; the schedulers
 then fall back to an exact general method (threshold search with matching,
-:mod:`edgeft.deft.threshold_matching`).
+:mod:`edgeft.deft.bottleneck`).
 
 Example
 -------

@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from edgeft.deft.ba import ba_crunch, minmax_assignment
+from edgeft.deft.ba import ba_crunch
 from edgeft.deft.baselines import (
     RankingKey,
     baseline_allocation,
@@ -35,6 +35,7 @@ from edgeft.deft.jbba import jbba_allocation
 from edgeft.deft.optimal import optimal_allocation
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
 from edgeft.deft.rounds import BatchedForm, batched_ba, batched_ranking
+from edgeft.deft.threshold_matching import threshold_matching
 from edgeft.errors import InputError
 
 Solver = Callable[[DeftProblem, "np.random.Generator | None"], "Allocation | None"]
@@ -115,7 +116,7 @@ def _ba(problem: DeftProblem, rng=None) -> Allocation | None:
 
 
 def _ba_hungarian(problem: DeftProblem, rng=None) -> Allocation | None:
-    t, device = minmax_assignment(problem.equal_band_latency(), None)
+    t, device = threshold_matching(problem.equal_band_latency())
     return equal_bandwidth(problem, device) if np.isfinite(t) else None
 
 

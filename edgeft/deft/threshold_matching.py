@@ -8,8 +8,8 @@ N = 1,000: a perfect matching found at threshold T certifies every threshold dow
 largest edge, so the search jumps there instead of stepping one value at a time. Complexity is
 O(#steps * K sqrt(N) * NK) against CRUNCH's O(NK).
 
-It needs no order of the costs in depth, so it is also the exact method for blocks whose compute
-and memory costs are not ordered alike (:mod:`edgeft.deft.ordering`), where CRUNCH does not apply.
+It needs no order of the costs in depth. The schedulers' exact fallback for costs not ordered
+alike (:mod:`edgeft.deft.bottleneck`) is the same idea with a binary search on a reduced matrix.
 """
 
 from __future__ import annotations

@@ -170,7 +170,10 @@ class RoundLoop(abc.ABC):
         else:  # written before the identity had a schema version
             ours, theirs = self.legacy_identity(), state.get("config")
         if theirs != ours:
-            raise InputError("checkpoint", theirs, f"a run with identity {ours}")
+            where = str(self.checkpoint_path) if self.checkpoint_path else "the state"
+            raise InputError("checkpoint", where, "one written with this run's settings "
+                             f"({identity_difference(ours, theirs)}); rerun with its settings, "
+                             "or write to another folder")
         self.blocks.load_state_dict(state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._torch_rng = state["torch_rng"].clone()
@@ -252,6 +255,24 @@ class RoundLoop(abc.ABC):
         if result.records and "metric" not in result.records[-1] and self.dev is not None:
             result.final_metric = self.evaluate()
         return result
+
+
+def _flat(identity, prefix: str = "") -> dict:
+    if not isinstance(identity, dict):
+        return {prefix or "identity": identity}
+    out = {}
+    for key, value in identity.items():
+        name = key if key not in ("config", "data") else ""  # their keys speak for themselves
+        out.update(_flat(value, f"{prefix}.{name}".strip(".") if name else prefix))
+    return out
+
+
+def identity_difference(ours, theirs) -> str:
+    """'lr: 0.001 here, 0.002 in the checkpoint; ...' for the settings that differ."""
+    a, b = _flat(ours), _flat(theirs if isinstance(theirs, dict) else {"identity": theirs})
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "unset") != b.get(k, "unset")]
+    return "; ".join(f"{k}: {a.get(k, 'unset')!r} here, {b.get(k, 'unset')!r} in the checkpoint"
+                     for k in keys)
 
 
 def param_groups(params: dict[str, torch.Tensor], lr: float, head_lr_scale: float) -> list[dict]:
