@@ -75,7 +75,6 @@ def _scale(value: str) -> float:
 def run_analytic_profile(args: argparse.Namespace) -> int:
     """``--analytic NAME``: write the analytic profile (paper's cost model) without measuring."""
     from edgeft.errors import InputError
-    from edgeft.report.fig4 import plot_fig4
     from edgeft.system.profile import KNOWN_SPECS, Workload, known_profile
 
     spec = KNOWN_SPECS.get(args.analytic.lower())
@@ -88,11 +87,17 @@ def run_analytic_profile(args: argparse.Namespace) -> int:
     profile = known_profile(args.analytic, work, num_blocks=k)
     profile.meta.update(batch_size=work.batch_size, seq_len=work.seq_len,
                         tau=work.tau, dtype="analytic, 16-bit", scale="reference device")
+    return _write(profile, args, f"analytic profile: {spec.name}, {k} depths")
+
+
+def _write(profile, args: argparse.Namespace, what: str) -> int:
+    """Save the profile (and its Fig. 4) and say where."""
+    from edgeft.report.fig4 import plot_fig4
+
     profile.save(args.out)
     if args.plot:
         plot_fig4(profile, args.plot)
-    print(f"analytic profile: {spec.name}, {k} depths -> {args.out}"
-          + (f", plot -> {args.plot}" if args.plot else ""))
+    print(f"{what} -> {args.out}" + (f", plot -> {args.plot}" if args.plot else ""))
     return 0
 
 
@@ -103,7 +108,6 @@ def run_profile(args: argparse.Namespace) -> int:
             return run_analytic_profile(args)
         import torch
 
-        from edgeft.report.fig4 import plot_fig4
         from edgeft.train.models import add_lora, load_classifier
         from edgeft.train.profiler import profile_model
 
@@ -116,9 +120,4 @@ def run_profile(args: argparse.Namespace) -> int:
                                 tau=args.tau, repeats=args.repeats, scale=scale, seed=args.seed,
                                 progress=not args.quiet)
     profile.meta["model"] = args.model or "all-MiniLM-L6-v2"
-    profile.save(args.out)
-    if args.plot:
-        plot_fig4(profile, args.plot)
-    print(f"profile: {profile.num_blocks} depths -> {args.out}"
-          + (f", plot -> {args.plot}" if args.plot else ""))
-    return 0
+    return _write(profile, args, f"profile: {profile.num_blocks} depths")
