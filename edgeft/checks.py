@@ -50,6 +50,24 @@ def non_negative(field: str, value, what: str = "a non-negative finite number") 
     return float(value)
 
 
+def in_range(field: str, value, low: float, high: float, unit: str = "") -> float:
+    """A real number in [low, high] (``unit`` shown in the message)."""
+    if not _is_real(value) or not math.isfinite(value) or not low <= value <= high:
+        unit = f" {unit}" if unit else ""
+        raise InputError(field, _shown(value), f"a number in [{low:g}, {high:g}]{unit}")
+    return float(value)
+
+
+def _shown(value):
+    """A value as it may go into a one-line message (huge or odd ones shortened)."""
+    if isinstance(value, bool) or not _is_real(value):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if _is_int(value) and len(str(value)) > 20:
+        return float("inf") if value > 0 else float("-inf")
+    return value
+
+
 def probability(field: str, value) -> float:
     """A probability in (0, 1]."""
     if not _is_real(value) or not 0.0 < value <= 1.0:

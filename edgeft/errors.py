@@ -1,6 +1,8 @@
 """Errors with a documented exit code each; the CLI prints their one-line message, no traceback.
 
-Exit codes: 2 = bad input (a field or flag and its value are named), 3 = no allocation exists.
+Exit codes: 1 = internal error (a bug: please report it), 2 = bad input or an output that
+cannot be written (the field, flag or path is named), 3 = no allocation exists, 4 = a run that
+learned or evaluated nothing, or diverged.
 """
 
 from __future__ import annotations
@@ -18,27 +20,73 @@ class InputError(EdgeftError, ValueError):
 
     exit_code = 2
 
-    def __init__(self, field: str, value, expected: str):
+    def __init__(self, field: str, value, expected: str, *, is_missing: bool = False):
         self.field, self.value, self.expected = field, value, expected
-        super().__init__(f"{field}: expected {expected}, got {value!r}")
+        self.is_missing = is_missing
+        if is_missing:
+            super().__init__(f"{field}: missing (expected {expected})")
+        else:
+            super().__init__(f"{field}: expected {expected}, got {value!r}")
 
     @classmethod
     def missing(cls, field: str, expected: str = "a value") -> InputError:
         """The field is absent."""
-        err = cls(field, None, expected)
-        err.args = (f"{field}: missing (expected {expected})",)
-        return err
+        return cls(field, None, expected, is_missing=True)
 
     def renamed(self, field: str) -> InputError:
         """The same error under another name for the field (a flag instead of a setting)."""
-        err = type(self)(field, self.value, self.expected)
-        if self.args and str(self.args[0]).startswith(f"{self.field}: missing"):
-            err.args = (f"{field}: missing (expected {self.expected})",)
-        return err
+        return InputError(field, self.value, self.expected, is_missing=self.is_missing)
 
 
 ScenarioError = InputError
 """The name this error had before it covered every kind of input; kept as an alias."""
+
+
+class SettingsMismatch(InputError):
+    """A folder holds a run made with other settings; ``differences`` lists ``(setting, here,
+    there)`` and ``folder`` names it."""
+
+    def __init__(self, folder: str, differences: list[tuple[str, object, object]],
+                 advice: str = "rerun with its settings, or pick a new --out"):
+        self.folder, self.differences, self.advice = folder, list(differences), advice
+        EdgeftError.__init__(self, self._message())
+        self.field, self.value, self.expected = "settings", folder, self._message()
+
+    def _message(self) -> str:
+        diffs = "; ".join(f"{name} {here!r} here, {there!r} there"
+                          for name, here, there in self.differences)
+        return f"{self.folder} holds a run with other settings ({diffs}); {self.advice}"
+
+    def renamed(self, field: str) -> InputError:
+        return self
+
+    def with_names(self, names: dict[str, str]) -> SettingsMismatch:
+        """The same mismatch with each setting under the name the user knows (its flag)."""
+        return SettingsMismatch(self.folder, [(names.get(n, n), a, b)
+                                              for n, a, b in self.differences], self.advice)
+
+
+class OutputError(EdgeftError):
+    """An output could not be written (a full disk, a vanished folder). Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
+class RunError(EdgeftError):
+    """A run learned or evaluated nothing, or diverged (a non-finite loss). Exit code 4."""
+
+    exit_code = 4
+
+
+class SchemeError(EdgeftError):
+    """A registered scheduler returned something that is not a valid allocation (a bug in that
+    scheme). Exit code 1."""
+
+    exit_code = 1
 
 
 class InfeasibleError(EdgeftError):

@@ -26,37 +26,38 @@ Paper-silent generator defaults (:class:`GeneratorConfig`) and why:
 
 from __future__ import annotations
 
-import json
-import math
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
+from os import PathLike
 
 import numpy as np
 
 from edgeft import checks
 from edgeft.errors import InputError
+from edgeft.files import read_json
 from edgeft.system.channel import rayleigh_gains
-from edgeft.system.profile import BlockCostProfile, TransformerSpec, analytic_profile
+from edgeft.system.profile import (
+    BlockCostProfile,
+    TransformerSpec,
+    analytic_profile,
+    check_blocks,
+)
+from edgeft.system.ranges import DEVICE_RANGES, SNR_DB_RANGE, TOP_RANGES
 
-TOP_FIELDS = ("bandwidth_hz", "payload_bits", "noise_power_w")
-DEVICE_FIELDS = ("compute_factor", "memory_bytes", "tx_power_w", "channel_gain")
-BLOCK_FIELDS = ("memory_bytes", "compute_s")
-
-
-def _positive(value, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(field, value, "a positive finite number")
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(field, value, "a positive finite number")
-    return float(value)
+TOP_FIELDS, DEVICE_FIELDS = tuple(TOP_RANGES), tuple(DEVICE_RANGES)
+MAX_ID_CHARS = 64
 
 
-def _non_negative(value, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(field, value, "a non-negative finite number")
-    if not math.isfinite(value) or value < 0:
-        raise InputError(field, value, "a non-negative finite number")
-    return float(value)
+def _device_id(value, field: str) -> str:
+    """A non-empty printable string (no control characters, line breaks or lone surrogates),
+    at most :data:`MAX_ID_CHARS` characters: it is printed into tables."""
+    if not isinstance(value, str) or not value:
+        raise InputError(field, value, "a non-empty string")
+    if len(value) > MAX_ID_CHARS or not value.isprintable():
+        shown = value[:MAX_ID_CHARS].encode("unicode_escape").decode("ascii")
+        raise InputError(field, shown, f"a printable string of at most {MAX_ID_CHARS} "
+                         "characters (no control characters or line breaks)")
+    return value
 
 
 def _object(value, field: str) -> dict:
@@ -78,8 +79,8 @@ def validate_scenario(scenario) -> dict:
     for name in (*TOP_FIELDS, "devices", "blocks"):
         if name not in scenario:
             raise InputError.missing(name)
-    for name in TOP_FIELDS:
-        _positive(scenario[name], name)
+    for name, spec in TOP_RANGES.items():
+        checks.in_range(name, scenario[name], *spec)
 
     devices = _list(scenario["devices"], "devices")
     seen: dict[str, int] = {}
@@ -87,40 +88,18 @@ def validate_scenario(scenario) -> dict:
         dev = _object(dev, f"devices[{i}]")
         if "id" not in dev:
             raise InputError.missing(f"devices[{i}].id", "a non-empty string")
-        if not isinstance(dev["id"], str) or not dev["id"]:
-            raise InputError(f"devices[{i}].id", dev["id"], "a non-empty string")
+        _device_id(dev["id"], f"devices[{i}].id")
         if dev["id"] in seen:
             raise InputError(
                 f"devices[{i}].id", dev["id"], f"a unique id (devices[{seen[dev['id']]}] has it)"
             )
         seen[dev["id"]] = i
-        for name in DEVICE_FIELDS:
+        for name, spec in DEVICE_RANGES.items():
             if name not in dev:
-                raise InputError.missing(f"devices[{i}].{name}", "a positive finite number")
-            _positive(dev[name], f"devices[{i}].{name}")
+                raise InputError.missing(f"devices[{i}].{name}", "a number")
+            checks.in_range(f"devices[{i}].{name}", dev[name], *spec)
 
-    blocks = _list(scenario["blocks"], "blocks")
-    depths: dict[int, int] = {}
-    for i, blk in enumerate(blocks):
-        blk = _object(blk, f"blocks[{i}]")
-        if "depth" not in blk:
-            raise InputError.missing(f"blocks[{i}].depth", "an integer depth")
-        d = blk["depth"]
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise InputError(f"blocks[{i}].depth", d, "an integer depth")
-        if d in depths:
-            raise InputError(
-                f"blocks[{i}].depth", d, f"a unique depth (blocks[{depths[d]}] has it)"
-            )
-        depths[d] = i
-        for name in BLOCK_FIELDS:
-            if name not in blk:
-                raise InputError.missing(f"blocks[{i}].{name}", "a non-negative finite number")
-            _non_negative(blk[name], f"blocks[{i}].{name}")
-    k = len(blocks)
-    for d, i in depths.items():
-        if not 1 <= d <= k:
-            raise InputError(f"blocks[{i}].depth", d, f"depths 1..{k} (one per block)")
+    k = len(check_blocks(scenario["blocks"]))
     if len(devices) < k:
         raise InputError(
             "devices", f"{len(devices)} devices", f"at least as many devices as blocks ({k})"
@@ -145,9 +124,13 @@ class ScenarioArrays:
     device_ids: tuple[str, ...]
 
 
-def scenario_arrays(scenario: dict) -> ScenarioArrays:
-    """The arrays of a scenario dict (validated here)."""
-    scenario = validate_scenario(scenario)
+def scenario_arrays(source) -> ScenarioArrays:
+    """The arrays of a scenario: a dict (validated here), a path to a scenario file (read and
+    validated: :func:`load_scenario`), or a :class:`ScenarioArrays` (validated once already:
+    returned as it is, so a large scenario is not checked again on every call)."""
+    if isinstance(source, ScenarioArrays):
+        return source
+    scenario = load_scenario(source)
     devs = scenario["devices"]
     blocks = sorted(scenario["blocks"], key=lambda b: b["depth"])
 
@@ -169,21 +152,14 @@ def scenario_arrays(scenario: dict) -> ScenarioArrays:
 
 
 def load_scenario(source) -> dict:
-    """Read and validate a scenario from a path or a dict."""
+    """Read and validate a scenario: a dict, or a path to a JSON file (``-``: standard input)
+    read at the door (:func:`edgeft.files.read_json`: bounded size, UTF-8, nesting depth)."""
     if isinstance(source, dict):
         return validate_scenario(source)
-    path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError("scenario", str(path), f"a readable file ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            "scenario", str(path), f"valid JSON (line {exc.lineno}: {exc.msg})"
-        ) from None
-    return validate_scenario(data)
+    if not isinstance(source, str | PathLike):
+        raise InputError("scenario", type(source).__name__,
+                         "a scenario dict or the path of a scenario JSON file")
+    return validate_scenario(read_json(source, "scenario"))
 
 
 @dataclass(frozen=True)
@@ -196,6 +172,46 @@ class GeneratorConfig:
     path_loss_db: float = 20.0
     compute_factor_range: tuple[float, float] = (0.2, 1.0)
     memory_range_bytes: tuple[float, float] = (0.4e9, 2.0e9)
+
+    def __post_init__(self):
+        checks.in_range("bandwidth_hz", self.bandwidth_hz, *TOP_RANGES["bandwidth_hz"])
+        checks.in_range("noise_power_w", self.noise_power_w, *TOP_RANGES["noise_power_w"])
+        checks.in_range("tx_power_w", self.tx_power_w, *DEVICE_RANGES["tx_power_w"])
+        checks.in_range("path_loss_db", self.path_loss_db, 0.0, 200.0, "dB")
+        for name, key in (("compute_factor_range", "compute_factor"),
+                          ("memory_range_bytes", "memory_bytes")):
+            lo, hi = getattr(self, name)
+            for value in (lo, hi):
+                checks.in_range(name, value, *DEVICE_RANGES[key])
+            if lo > hi:
+                raise InputError(name, (lo, hi), "a range (low, high) with low <= high")
+
+
+POPULATIONS = ("default", "stretched")
+"""How the generator draws device memory: ``default`` from the documented fixed range
+(:class:`GeneratorConfig`, sized for RoBERTa-base's 12 blocks), ``stretched`` from the profile's
+own needs, U(smallest need, 1.2 x largest need), so every block fits some devices whatever K
+(the population of ``benchmarks/bench_schedulers.py``)."""
+
+
+def population_config(name: str, profile: BlockCostProfile,
+                      base: GeneratorConfig | None = None) -> GeneratorConfig:
+    """The generator settings of population ``name`` (:data:`POPULATIONS`) for ``profile``."""
+    base = base or GeneratorConfig()
+    checks.choice("population", name, POPULATIONS)
+    if name == "default":
+        return base
+    need = np.asarray(profile.memory_bytes, dtype=float)
+    lo = max(float(need.min()), DEVICE_RANGES["memory_bytes"][0])
+    return dataclasses.replace(base, memory_range_bytes=(lo, max(lo, 1.2 * float(need.max()))))
+
+
+def default_profile(num_blocks: int) -> BlockCostProfile:
+    """The generator's block costs: RoBERTa-base's analytic profile, its ``num_blocks`` layers
+    nearest the output (longer synthetic stacks keep RoBERTa-base's layer shape)."""
+    checks.integer("num_blocks", num_blocks, 1)
+    return analytic_profile(TransformerSpec(num_layers=max(12, num_blocks)),
+                            num_blocks=num_blocks)
 
 
 def mean_channel_gain(snr_db: float, cfg: GeneratorConfig) -> float:
@@ -222,18 +238,17 @@ def generate_scenario(
     if num_devices < num_blocks:
         raise InputError("num_devices", num_devices,
                          f"at least as many devices as blocks ({num_blocks})")
-    checks.finite("snr_db", snr_db)
+    checks.in_range("snr_db", snr_db, *SNR_DB_RANGE)
     checks.integer("seed", seed, 0)
     if profile is None:
-        # RoBERTa-base has 12 layers; longer synthetic stacks keep its layer shape.
-        spec = TransformerSpec(num_layers=max(12, num_blocks))
-        profile = analytic_profile(spec, num_blocks=max(num_blocks, 1))
+        profile = default_profile(num_blocks)
     if profile.num_blocks != num_blocks:
         raise InputError("num_blocks", num_blocks, f"the profile's {profile.num_blocks} blocks")
     rng = np.random.default_rng(seed)
     cf = rng.uniform(*cfg.compute_factor_range, size=num_devices)
     mem = rng.uniform(*cfg.memory_range_bytes, size=num_devices)
     gain = rayleigh_gains(rng, num_devices, cfg.path_loss_db, mean_channel_gain(snr_db, cfg))
+    gain = np.clip(gain, *DEVICE_RANGES["channel_gain"][:2])  # a deep fade stays in range
     width = len(str(num_devices - 1))
     return {
         "bandwidth_hz": cfg.bandwidth_hz,

@@ -147,12 +147,29 @@ def scenarios(draw) -> dict:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.sampled_from(list(SCHEMES)))
 def test_python_api_on_extreme_scenarios(scenario, scheme):
-    """``edgeft.schedule`` returns the documented dict or raises InfeasibleError, nothing else."""
+    """``edgeft.schedule`` returns the documented dict, raises InfeasibleError, or (a value
+    outside the model's documented range) InputError naming that value; nothing else."""
+    from edgeft.system.ranges import BLOCK_RANGES, DEVICE_RANGES, TOP_RANGES
+
+    def inside(value, spec):
+        return spec[0] <= value <= spec[1]
+
+    out_of_range = (
+        [name for name, spec in TOP_RANGES.items() if not inside(scenario[name], spec)]
+        + [f"devices[{i}].{name}" for i, d in enumerate(scenario["devices"])
+           for name, spec in DEVICE_RANGES.items() if not inside(d[name], spec)]
+        + [f"blocks[{i}].{name}" for i, b in enumerate(scenario["blocks"])
+           for name, spec in BLOCK_RANGES.items() if not inside(b[name], spec)])
     try:
         out = edgeft.schedule(scenario, scheme)
+    except edgeft.InputError as exc:
+        assert exc.exit_code == 2 and exc.field in out_of_range, (str(exc), out_of_range)
+        return
     except InfeasibleError as exc:
         assert exc.exit_code == 3 and str(exc)
+        assert not out_of_range
         return
+    assert not out_of_range
     assert set(out) == {"scheme", "latency_s", "solve_time_s", "assignment"}
     assert math.isfinite(out["latency_s"])
     assert out["latency_s"] == max(row["latency_s"] for row in out["assignment"])

@@ -9,8 +9,11 @@ Each handler takes its parsed arguments (the command line itself is ``args.argv`
 to the fields of a run configuration, which checks them; an :class:`edgeft.errors.InputError`
 raised for a field is reported under its flag's name.
 
-Exit codes: 0 success, 2 bad input (field and value named), 3 no allocation exists,
-130 interrupted. Errors print one line on stderr, never a traceback.
+Exit codes: 0 success, 1 internal error (a bug), 2 bad input or an output that cannot be
+written (field, flag or path named), 3 no allocation exists, 4 a run learned or evaluated nothing,
+or diverged, 130 interrupted (a fine-tuning run resumes when rerun), 141 the reader of standard
+output went away (``| head``). Errors print one line on stderr, never a traceback (set
+``EDGEFT_DEBUG=1`` to see one for an internal error).
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 
+import numpy as np
+
+from edgeft import __version__
 from edgeft.cli import finetune, profile, reproduce, scenario
 from edgeft.errors import EdgeftError
 
@@ -30,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeft",
         description="Resource management and cooperative fine-tuning at the wireless edge.",
-        epilog="Exit codes: 0 ok, 2 bad input, 3 no allocation exists, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or unwritable output, "
+        "3 no allocation exists, 4 a run learned nothing or diverged, 130 interrupted, "
+        "141 output pipe closed.",
     )
+    parser.add_argument("--version", action="version", version=f"edgeft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.add_parsers(sub)
@@ -40,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: send what is still buffered nowhere, so exiting stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv=None) -> int:
@@ -55,14 +74,35 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = bool(os.environ.get("EDGEFT_DEBUG"))
     try:
-        return int(args.func(args) or 0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            if not debug:  # numerical and plotting notices are ours to report, in words
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.simplefilter("ignore", UserWarning)
+            code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except EdgeftError as exc:
         print(f"edgeft: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("edgeft: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"edgeft: {exc.args[0] if exc.args else 'interrupted'}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except OSError as exc:  # a file vanished or filled up mid-run; or standard output did
+        where = exc.filename if exc.filename is not None else "standard output"
+        print(f"edgeft: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        _quiet_stdout()
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        if debug:
+            raise
+        print(f"edgeft: internal error: {type(exc).__name__}: {exc} (a bug: please report "
+              "it with the command; EDGEFT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

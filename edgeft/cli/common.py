@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from edgeft.errors import InputError
+from edgeft.errors import InputError, SettingsMismatch
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -28,10 +28,22 @@ def comma_names(text: str) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def flag_names(flags: dict[str, str]):
-    """Report an :class:`InputError` about a setting under the flag that sets it."""
+    """Report an :class:`InputError` about a setting under the flag that sets it: a field
+    ``name``, or ``name <detail>`` (a file's role, its path and what in it is wrong)."""
     try:
         yield
+    except SettingsMismatch as err:
+        raise err.with_names(flags) from None
     except InputError as err:
-        if err.field in flags:
-            raise err.renamed(flags[err.field]) from None
+        head, sep, rest = err.field.partition(" ")
+        if head in flags:
+            raise err.renamed(flags[head] + sep + rest) from None
         raise
+
+
+def number(value: float, decimals: int = 4) -> str:
+    """A table cell: fixed-point in the ordinary range, otherwise 4 significant digits (a
+    value near 1e308 is not printed as 300 digits)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e6:
+        return f"{value:.{decimals}f}"
+    return f"{value:.4g}"

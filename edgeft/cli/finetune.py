@@ -166,15 +166,22 @@ def run_finetune(args: argparse.Namespace) -> int:
 def run_table(args: argparse.Namespace) -> int:
     """Handler of ``edgeft table``."""
     from edgeft.errors import InputError
+    from edgeft.files import check_output_file, write_text
+    from edgeft.report.studies import read_studies, why_no_studies
     from edgeft.report.table1 import table_markdown, time_table
 
-    with flag_names({"target_share": "--target"}):
+    with flag_names({"target_share": "--target", "runs": "--runs", "out": "--out"}):
+        if args.out:
+            check_output_file(args.out, "out")
         rows = time_table(args.runs, args.target)
-    if not rows:
-        raise InputError("--runs", args.runs, "a folder with finished edgeft finetune studies")
+        if not rows:
+            studies = read_studies(args.runs)
+            why = ("studies with a centralized run (these were made with --no-centralized: "
+                   "Table I's target is a share of its best)" if studies
+                   else why_no_studies(args.runs))
+            raise InputError("runs", args.runs, why)
     text = table_markdown(rows, args.target)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        write_text(args.out, text + "\n")
     return 0

@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 import json
+import sys
 
-from edgeft.cli.common import HelpFormatter, flag_names
+from edgeft.cli.common import HelpFormatter, flag_names, number
 from edgeft.deft.schemes import SCHEMES
+from edgeft.scenario import POPULATIONS
 
 SCENARIO_FLAGS = {"num_devices": "--devices", "num_blocks": "--blocks", "seed": "--seed",
-                  "snr_db": "--snr-db", "profile": "--profile"}
+                  "snr_db": "--snr-db", "profile": "--profile", "out": "--out",
+                  "population": "--population"}
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("scenario", help="write a random scenario with the paper's flavour",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser(
+        "scenario", help="write a random scenario with the paper's flavour",
+        description="Devices with Rayleigh-faded channels (path loss included), uniform compute "
+        "factors and memory, and per-depth block costs from a profile; one round's snapshot, "
+        "the input of edgeft schedule.", formatter_class=HelpFormatter)
     p.add_argument("--devices", type=int, default=20, metavar="N", help="number of devices N")
-    p.add_argument("--blocks", type=int, default=12, metavar="K",
-                   help="number of LoRA blocks K (one per layer, nearest the output first)")
+    p.add_argument("--blocks", type=int, default=None, metavar="K",
+                   help="number of LoRA blocks K, one per layer, nearest the output first "
+                   "(default: 12, or the --profile's count)")
     p.add_argument("--snr-db", type=float, default=10.0, metavar="DB",
                    help="mean transmit SNR in dB, before the generator's path loss")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     p.add_argument("--profile", metavar="FILE",
                    help="block cost profile JSON, e.g. from edgeft profile (default: the "
                    "analytic RoBERTa-base profile)")
+    p.add_argument("--population", choices=POPULATIONS, default="default",
+                   help="device memory: 'default' U(0.4, 2.0) GB (sized for RoBERTa-base's 12 "
+                   "blocks), 'stretched' U(smallest need, 1.2 x largest need) of the blocks, so "
+                   "every block fits somewhere at any K (the benchmarks' population)")
     p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
     p.set_defaults(func=run_scenario)
 
-    p = sub.add_parser("schedule", help="allocate blocks (and bandwidth) for one round",
-                       formatter_class=HelpFormatter)
-    p.add_argument("scenario", help="scenario JSON file")
+    p = sub.add_parser(
+        "schedule", help="allocate blocks (and bandwidth) for one round",
+        description="Which device computes which block's gradient, and with how much uplink "
+        "bandwidth, so the round ends soonest; prints a table or the documented JSON.",
+        formatter_class=HelpFormatter)
+    p.add_argument("scenario", help="scenario JSON file ('-': standard input)")
     p.add_argument("--scheme", default="jbba", choices=list(SCHEMES), metavar="S",
                    help=f"the scheduler, one of {', '.join(SCHEMES)}")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline's draw")
@@ -39,18 +53,34 @@ def add_parsers(sub) -> None:
 
 def run_scenario(args) -> int:
     """Handler of ``edgeft scenario``."""
-    from edgeft.scenario import generate_scenario
+    from edgeft.deft.problem import DeftProblem
+    from edgeft.deft.schedule import memory_wall_message
+    from edgeft.files import check_output_file, json_text, write_text
+    from edgeft.scenario import default_profile, generate_scenario, population_config
     from edgeft.system.profile import BlockCostProfile
 
     with flag_names(SCENARIO_FLAGS):
-        profile = BlockCostProfile.load(args.profile) if args.profile else None
-        scenario = generate_scenario(args.devices, args.blocks, args.snr_db, args.seed, profile)
-    text = json.dumps(scenario, indent=2)
+        if args.out:
+            check_output_file(args.out, "out")
+        if args.profile:
+            profile = BlockCostProfile.load(args.profile)
+            blocks = profile.num_blocks if args.blocks is None else args.blocks
+        else:
+            blocks = 12 if args.blocks is None else args.blocks
+            profile = default_profile(blocks)
+        config = population_config(args.population, profile)
+        scenario = generate_scenario(args.devices, blocks, args.snr_db, args.seed, profile,
+                                     config)
+    why = memory_wall_message(DeftProblem.from_scenario(scenario))
+    if why:  # a valid file, but no scheme can schedule it: say so, and how to avoid it
+        hint = "" if args.population == "stretched" else "; --population stretched draws " \
+            "device memory from the blocks' own needs"
+        print(f"edgeft: warning: {why}{hint}", file=sys.stderr)
+    text = json_text(scenario, indent=2) + "\n"
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        write_text(args.out, text)
     else:
-        print(text)
+        sys.stdout.write(text)
     return 0
 
 
@@ -59,16 +89,22 @@ def run_schedule(args) -> int:
     from edgeft.deft.schedule import schedule
     from edgeft.scenario import load_scenario
 
-    result = schedule(load_scenario(args.scenario), args.scheme, seed=args.seed)
+    with flag_names({"seed": "--seed", "scheme": "--scheme"}):
+        result = schedule(load_scenario(args.scenario), args.scheme, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"scheme {result['scheme']}: round latency {result['latency_s']:.4f} s "
+    print(f"scheme {result['scheme']}: round latency {number(result['latency_s'])} s "
           f"(solved in {result['solve_time_s'] * 1e3:.2f} ms)")
-    print(f"{'block':>5}  {'device':<12} {'bandwidth MHz':>13} {'compute s':>10} "
+    width = max(12, *(len(row["device"]) for row in result["assignment"]))
+    print(f"{'block':>5}  {'device':<{width}} {'bandwidth MHz':>13} {'compute s':>10} "
           f"{'upload s':>9} {'latency s':>10}")
-    for row in result["assignment"]:
-        mark = "  <- slowest" if row["latency_s"] == result["latency_s"] else ""
-        print(f"{row['block']:>5}  {row['device']:<12} {row['bandwidth_hz'] / 1e6:>13.3f} "
-              f"{row['compute_s']:>10.4f} {row['upload_s']:>9.4f} {row['latency_s']:>10.4f}{mark}")
+    slowest = max(range(len(result["assignment"])),
+                  key=lambda i: result["assignment"][i]["latency_s"])
+    for i, row in enumerate(result["assignment"]):
+        mark = "  <- slowest" if i == slowest else ""
+        print(f"{row['block']:>5}  {row['device']:<{width}} "
+              f"{number(row['bandwidth_hz'] / 1e6, 3):>13} "
+              f"{number(row['compute_s']):>10} {number(row['upload_s']):>9} "
+              f"{number(row['latency_s']):>10}{mark}")
     return 0

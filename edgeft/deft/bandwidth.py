@@ -34,8 +34,9 @@ def aligned_bandwidth(compute_s, spectral_eff, payload_bits: float, budget_hz: f
         return float(np.sum(band(x))) - budget_hz
 
     hi = float(np.sum(payload_bits / s)) / budget_hz  # at x = hi every term is <= D/(s_k hi)
+    hi = max(hi, np.finfo(float).tiny)  # a need that underflows to 0 must not stall the search
     while excess(hi) > 0:  # ... up to rounding
-        hi *= 1 + 1e-12
+        hi = hi * (1 + 1e-12) if excess(hi * (1 + 1e-12)) <= 0 else hi * 2
     lo = hi
     while excess(lo) <= 0 and lo > 1e-300:  # halve towards the pole to bracket the root
         lo *= 0.5

@@ -98,15 +98,17 @@ def place_on_chosen(problem: DeftProblem, ranked: np.ndarray, scheme: str) -> Al
     device, wall = place_largest_first(chosen[None], problem.memory_avail_bytes[chosen][None],
                                        need)
     if wall[0]:
-        free = sorted(problem.memory_avail_bytes[chosen], reverse=True)
+        memory = sorted(problem.memory_avail_bytes[chosen], reverse=True)
         order = placement_order(need)
         # The first block in placement order that finds no chosen device left (nested memory).
-        j = next(j for j in range(k) if sum(m >= need[order[j]] for m in free) < j + 1)
+        j = next(j for j in range(k) if sum(m >= need[order[j]] for m in memory) < j + 1)
         d = int(order[j])
+        able = sum(m >= need[d] for m in memory)
+        shown = ", ".join(f"{m:.4g}" for m in memory[:6]) + (", ..." if k > 6 else "")
         raise MemoryWallError(
-            f"{scheme}: memory wall: block {d + 1} (and the {k - 1 - j} needing no more memory) "
-            f"cannot be placed on the chosen devices; block {d + 1} needs {need[d]:.4g} bytes, "
-            f"the chosen devices' largest free memory is {free[0]:.4g} bytes"
+            f"{scheme}: memory wall: block {d + 1} needs {need[d]:.4g} bytes, and {j + 1} of "
+            f"the blocks need at least that much, but only {able} of the {k} devices it chose "
+            f"(by its ranking, without looking at memory) have it (their memory: {shown} bytes)"
         )
     return equal_bandwidth(problem, device[0])
 

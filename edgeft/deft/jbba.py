@@ -15,15 +15,22 @@ With device involvement ``y_n`` (``sum y_n = K``), block indicators ``x_nd``, la
   and ``y_n = 1`` for the K devices of least ``2 sqrt(lambda_n mu D / s_n) - nu_n``.
 
 Dual updates (eq. 16) are subgradient steps. The latency duals of the involved devices move
-by an exponentiated (mirror) step on the simplex, ``lambda_n ∝ lambda_n exp(a K (T_n - T)/T)``
-with ``a = a0 / sqrt(i)``, ``INNER_STEPS`` times per block allocation (two time scales: the
-bandwidth part is cheap and its duals need many steps to settle; with one step per block
-allocation the gap to the optimum was 13.7% on paper-like scenarios, with ten it is about 2%).
+by an exponentiated (mirror) step on the simplex,
+``lambda_n ∝ lambda_n exp(a sqrt(K) (T_n - T)/T)`` with ``a = a0 / sqrt(i)``, ``INNER_STEPS``
+times per block allocation (two time scales: the bandwidth part is cheap and its duals need many
+steps to settle; with one step per block allocation the gap to the optimum was 13.7% on
+paper-like scenarios, with ten it is about 2%). The step grows as sqrt(K): a step of ``a K``
+(tuned at K = 12) collapses the duals of all but the slowest device at K = 96 and the iterates
+oscillate (mean gap 10%, measured), one of ``a`` is too timid; ``a sqrt(K)`` keeps the mean gap
+near 1.0-1.7% from K = 12 to 96 (``benchmarks/jbba_gap.py``).
 The bandwidth dual ``mu`` is set in closed form so that the budget binds, and the coupling
 duals ``nu_n`` are taken at their optimum, which prices pair (n, d) in the block allocation at
 ``lambda_n t_cmp(n,d) + 2 sqrt(lambda_n mu D / s_n)`` (the device part of eq. 18). Each step's
 block allocation with Lemma-1 bandwidth rescaled to the budget is a feasible point; the best
-one seen is returned, starting from the BA (CRUNCH, equal bandwidth) allocation.
+one seen is kept, starting from the BA (CRUNCH, equal bandwidth) allocation. At the end the
+best point's assignment and BA's get their exact latency-aligning bandwidth (the least latency
+any bandwidth gives an assignment), so JBBA is never worse than either with its best bandwidth,
+and its bandwidths never sum above the budget.
 Dual ascent on this mixed-integer problem carries no optimality guarantee; compare it with
 :mod:`edgeft.deft.optimal` for the gap.
 """
@@ -34,7 +41,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from edgeft.deft.ba import ba_crunch, bottleneck_latency
-from edgeft.deft.bandwidth import lemma1_bandwidth
+from edgeft.deft.bandwidth import aligned_bandwidth, lemma1_bandwidth
 from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
 from edgeft.system.latency import device_latency_s, round_latency_s
 
@@ -101,8 +108,8 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
                 best_t, improved = float(t_round), True
                 best = Allocation(device=device.copy(), bandwidth_hz=band)
             # Dual step (eq. 16): mirror ascent on the simplex sum(lambda) = 1. The exponent
-            # lies in [-a K, 0] since every T_n <= T.
-            lam_dev = lam_dev * np.exp((a * k / t_round) * (t_dev - t_round))
+            # lies in [-a sqrt(K), 0] since every T_n <= T.
+            lam_dev = lam_dev * np.exp((a * np.sqrt(k) / t_round) * (t_dev - t_round))
             lam_dev /= lam_dev.sum()
         if improved:
             last_gain = i
@@ -119,4 +126,21 @@ def jbba_allocation(problem: DeftProblem, iterations: int = ITERATIONS, step0: f
             break
         lam_dev = lam[found] / lam[found].sum()
         device = found
-    return best
+    return _aligned_best(problem, t_kn, best, best_t, start)
+
+
+def _aligned_best(problem: DeftProblem, t_kn: np.ndarray, best: Allocation, best_t: float,
+                  start: np.ndarray) -> Allocation:
+    """The best point seen, or better: the best assignment and BA's with their exact
+    latency-aligning bandwidth (:func:`aligned_bandwidth`, never above the budget). Dual ascent
+    with Lemma 1 only approaches that bandwidth, so this is never worse."""
+    blocks = np.arange(problem.num_blocks)
+    for device in (best.device, np.asarray(start)):
+        t, band = aligned_bandwidth(t_kn[blocks, device], problem.spectral_eff[device],
+                                    problem.payload_bits, problem.bandwidth_hz)
+        if t <= best_t:
+            best, best_t = Allocation(device=np.asarray(device).copy(), bandwidth_hz=band), t
+    band = best.bandwidth_hz
+    while band.sum() > problem.bandwidth_hz:  # a Lemma-1 point rescaled: never above budget
+        band = np.nextafter(band, 0.0)
+    return Allocation(device=best.device, bandwidth_hz=band)

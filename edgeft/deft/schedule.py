@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeft import checks
+from edgeft.deft.baselines import MemoryWallError
 from edgeft.deft.problem import Allocation, DeftProblem
 from edgeft.deft.schemes import SCHEMES, check_schemes
 from edgeft.deft.validate import allocation_violations
@@ -44,6 +46,13 @@ class ScheduleResult:
                 "solve_time_s": self.solve_time_s, "assignment": rows}
 
 
+def block_list(blocks: list[int]) -> str:
+    """'[1, 2, 3]', or '[25, 26, ..., 96]' for a long run of blocks."""
+    if len(blocks) <= 8:
+        return str(blocks)
+    return f"[{blocks[0]}, {blocks[1]}, ..., {blocks[-1]}] ({len(blocks)} blocks)"
+
+
 def memory_wall_message(problem: DeftProblem) -> str | None:
     """Why no memory-feasible assignment exists, naming the blocks; None if one exists.
 
@@ -55,14 +64,14 @@ def memory_wall_message(problem: DeftProblem) -> str | None:
     largest = float(avail.max())
     homeless = [d + 1 for d in range(k) if need[d] > largest]
     if homeless:
-        return (f"no allocation: blocks {homeless} fit no device (they need "
+        return (f"no allocation: blocks {block_list(homeless)} fit no device (they need "
                 f"{need[homeless[0] - 1]:.4g} bytes or more; the largest device memory is "
                 f"{largest:.4g} bytes)")
     for d in np.argsort(need, kind="stable"):
         blocks = [b + 1 for b in range(k) if need[b] >= need[d]]
         able = int(np.sum(avail >= need[d]))
         if able < len(blocks):
-            return (f"no allocation: blocks {blocks} need {len(blocks)} distinct "
+            return (f"no allocation: blocks {block_list(blocks)} need {len(blocks)} distinct "
                     f"devices with at least {need[d]:.4g} bytes, only {able} have it (the "
                     f"largest device memory is {largest:.4g} bytes)")
     return None
@@ -73,7 +82,13 @@ def schedule_arrays(problem: DeftProblem, scheme: str, rng: np.random.Generator 
     """Run ``scheme`` on validated arrays; raise InfeasibleError when no allocation exists."""
     check_schemes(scheme, "scheme")
     start = time.perf_counter()
-    alloc = SCHEMES[scheme].solve(problem, rng)
+    try:
+        alloc = SCHEMES[scheme].solve(problem, rng)
+    except MemoryWallError:
+        why = memory_wall_message(problem)
+        if why:  # no allocation exists for anyone: not this scheme's wall
+            raise InfeasibleError(why) from None
+        raise
     elapsed = time.perf_counter() - start
     if alloc is None:
         raise InfeasibleError(memory_wall_message(problem)
@@ -88,13 +103,17 @@ def schedule_arrays(problem: DeftProblem, scheme: str, rng: np.random.Generator 
     return ScheduleResult(scheme, alloc, cmp, up, elapsed)
 
 
-def schedule(scenario: dict, scheme: str, seed: int = 0) -> dict:
+def schedule(scenario, scheme: str, seed: int = 0) -> dict:
     """Allocate one round of ``scenario`` with ``scheme``; the documented JSON dict.
+
+    ``scenario`` is a dict, the path of a scenario file, or a
+    :class:`edgeft.scenario.ScenarioArrays` (validated once: cheap to schedule again).
 
     Raises InputError (exit code 2) on a bad scenario, InfeasibleError (3) when no allocation
     exists or a baseline hits the memory wall.
     """
-    problem = DeftProblem.from_scenario(scenario)
     check_schemes(scheme, "scheme")
+    checks.integer("seed", seed, 0)
+    problem = DeftProblem.from_scenario(scenario)
     result = schedule_arrays(problem, scheme, rng=np.random.default_rng(seed))
     return result.to_json(problem)

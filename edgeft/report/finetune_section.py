@@ -6,10 +6,10 @@ analogue next to report.md and appends Table I with the paper's ratios beside ou
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgeft.report.fig7 import plot_fig7
+from edgeft.report.studies import read_studies
 from edgeft.report.table1 import table_markdown, time_table
 from edgeft.train.config import FinetuneConfig
 
@@ -40,7 +40,7 @@ def recipe_words(config: dict) -> str:
 def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float = 0.95) -> str:
     """Markdown for the studies under ``runs``; figures drawn into ``out_dir``."""
     runs, out_dir = Path(runs), Path(out_dir)
-    summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("*/summary.json"))]
+    summaries = read_studies(runs)
     lines = ["## Fine-tuning: dev metric against modelled time (paper Fig. 7, Table I)", ""]
     if not summaries:
         return "\n".join(lines + [f"No finished `edgeft finetune` study under `{runs}`.", ""])

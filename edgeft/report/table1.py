@@ -4,13 +4,13 @@ with the ratios to communication-aware beside the paper's (reads ``<runs>/*/summ
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from edgeft.deft.schemes import presentation_order
 from edgeft.errors import InputError
 from edgeft.report.paper import TABLE_I, TABLE_I_BENCHMARK, TABLE_I_TASKS, table_i_time
+from edgeft.report.studies import read_studies
 
 RATIOS = tuple(s for s in TABLE_I if s != TABLE_I_BENCHMARK)  # the paper's schemes
 
@@ -29,8 +29,7 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
     if not 0 < target_share <= 1:
         raise InputError("target_share", target_share, "a share in (0, 1]")
     rows = []
-    for path in sorted(Path(out).glob("*/summary.json")):
-        summary = json.loads(path.read_text())
+    for summary in read_studies(out):
         curves = summary["curves"]
         if "centralized" not in curves or not curves["centralized"]["metric"]:
             continue
@@ -38,7 +37,7 @@ def time_table(out: str | Path, target_share: float = 0.95) -> list[dict]:
         row = {"task": summary["task"], "metric": summary["metric"], "target": target,
                "baseline": summary.get("constant_baseline"),
                "lost": {name: run["rounds_lost"] for name, run in summary.get("runs", {}).items()
-                        if run.get("rounds_lost")}}
+                        if isinstance(run, dict) and run.get("rounds_lost")}}
         for name, curve in curves.items():
             if name != "centralized":
                 row[name] = time_to_target(curve, target)

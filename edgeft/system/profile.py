@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeft import checks
 from edgeft.errors import InputError
+from edgeft.files import read_json, write_text
+from edgeft.system.ranges import BLOCK_RANGES, TOP_RANGES
 
 # Snapdragon 8 Gen 3 (Adreno 750 GPU): peak FP16 throughput is published at a few TFLOP/s;
 # training kernels on phones sustain well under peak. We take 2 TFLOP/s sustained FP16 as the
@@ -73,6 +77,44 @@ class Workload:
     flops_per_s: float = SNAPDRAGON_8_GEN_3_FLOPS
     workspace_bytes: float = 64e6  # runtime and allocator overhead
 
+    def __post_init__(self):
+        for name in ("batch_size", "seq_len", "tau", "bytes_per_element"):
+            checks.integer(name, getattr(self, name), 1)
+        checks.positive("flops_per_s", self.flops_per_s)
+        checks.non_negative("workspace_bytes", self.workspace_bytes)
+
+
+def check_blocks(blocks, where: str = "blocks") -> list[dict]:
+    """A ``blocks`` list (a scenario's or a profile's): objects with an integer ``depth``
+    (1..K, each once) and ``memory_bytes`` and ``compute_s`` in their ranges
+    (:data:`edgeft.system.ranges.BLOCK_RANGES`). Returns the blocks sorted by depth."""
+    if not isinstance(blocks, list) or not blocks:
+        raise InputError(where, blocks if not isinstance(blocks, list) else "[]",
+                         "a non-empty list")
+    depths: dict[int, int] = {}
+    for i, blk in enumerate(blocks):
+        if not isinstance(blk, dict):
+            raise InputError(f"{where}[{i}]", "a list" if isinstance(blk, list) else blk,
+                             "an object")
+        if "depth" not in blk:
+            raise InputError.missing(f"{where}[{i}].depth", "an integer depth")
+        d = blk["depth"]
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise InputError(f"{where}[{i}].depth", d, "an integer depth")
+        if int(d) in depths:
+            raise InputError(f"{where}[{i}].depth", d,
+                             f"a unique depth ({where}[{depths[int(d)]}] has it)")
+        depths[int(d)] = i
+        for name, spec in BLOCK_RANGES.items():
+            if name not in blk:
+                raise InputError.missing(f"{where}[{i}].{name}", "a number")
+            checks.in_range(f"{where}[{i}].{name}", blk[name], *spec)
+    k = len(blocks)
+    for d, i in depths.items():
+        if not 1 <= d <= k:
+            raise InputError(f"{where}[{i}].depth", d, f"depths 1..{k} (one per block)")
+    return [blocks[depths[d]] for d in range(1, k + 1)]
+
 
 @dataclass
 class BlockCostProfile:
@@ -89,6 +131,8 @@ class BlockCostProfile:
         self.memory_bytes = np.asarray(self.memory_bytes, dtype=float)
         if self.compute_s.shape != self.memory_bytes.shape or self.compute_s.ndim != 1:
             raise ValueError("compute_s and memory_bytes must be 1-D arrays of the same length")
+        check_blocks(self.blocks())  # every cost in its range (a workload of zero does not)
+        checks.in_range("payload_bits", self.payload_bits, *TOP_RANGES["payload_bits"])
 
     @property
     def num_blocks(self) -> int:
@@ -111,27 +155,35 @@ class BlockCostProfile:
 
     @classmethod
     def from_json(cls, data: dict) -> BlockCostProfile:
-        blocks = sorted(data["blocks"], key=lambda b: b["depth"])
+        """A profile from its JSON form, checked (:class:`InputError` naming the field)."""
+        if not isinstance(data, dict):
+            raise InputError("profile", type(data).__name__, "an object")
+        for name in ("blocks", "payload_bits"):
+            if name not in data:
+                raise InputError.missing(name)
+        blocks = check_blocks(data["blocks"])
+        meta = data.get("meta", {})
         return cls(
             compute_s=[b["compute_s"] for b in blocks],
             memory_bytes=[b["memory_bytes"] for b in blocks],
             payload_bits=data["payload_bits"],
-            source=data.get("source", "file"),
-            meta=data.get("meta", {}),
+            source=str(data.get("source", "file")),
+            meta=meta if isinstance(meta, dict) else {},
         )
 
     def save(self, path) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
+        """Write the JSON form (a failed write is an :class:`OutputError` naming the path)."""
+        write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path) -> BlockCostProfile:
-        """Read a profile file; :class:`InputError` (field ``profile``) if it is not one."""
+    def load(cls, path, field: str = "profile") -> BlockCostProfile:
+        """Read a profile file at the door (:func:`edgeft.files.read_json`); an error names
+        ``field``, the path and what in it is wrong."""
+        data = read_json(path, field)
         try:
-            with open(path) as f:
-                return cls.from_json(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError("profile", str(path), f"a block cost profile ({exc})") from None
+            return cls.from_json(data)
+        except InputError as err:
+            raise err.renamed(f"{field} {path}: {err.field}") from None
 
 
 def layer_forward_flops(spec: TransformerSpec, work: Workload) -> float:

@@ -12,11 +12,13 @@ round) and ``metric`` (dev-set metrics, only on evaluated rounds).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
+
+from edgeft.errors import InputError
+from edgeft.files import json_text, read_json_lines
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TRACE_FILE = "trace.jsonl"
@@ -32,12 +34,25 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by :func:`save_checkpoint`; one that is truncated or damaged is an
+    :class:`InputError` naming the file and what to do."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a damaged file
+        raise InputError("checkpoint", str(path), "a complete checkpoint (it is damaged: "
+                         f"{type(exc).__name__}); delete it to restart this run from round 0, "
+                         "or pick a new --out") from None
+    if not isinstance(state, dict) or "round" not in state:
+        raise InputError("checkpoint", str(path), "a checkpoint written by edgeft")
+    return state
 
 
 def read_trace(path: str | os.PathLike) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a trace (a last line cut short by a crash is dropped)."""
+    records = read_json_lines(path, "trace")
+    if not all(isinstance(r, dict) and "round" in r for r in records):
+        raise InputError("trace", str(path), "records with a round number, one per line")
+    return records
 
 
 class TraceWriter:
@@ -55,11 +70,11 @@ class TraceWriter:
             kept = [r for r in read_trace(self.path) if r["round"] <= keep_through]
         with open(self.path, "w") as f:
             for record in kept:
-                f.write(json.dumps(record) + "\n")
+                f.write(json_text(record) + "\n")
         self._file = open(self.path, "a")  # noqa: SIM115 - closed by close()
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json_text(record) + "\n")
         self._file.flush()
 
     def close(self) -> None:

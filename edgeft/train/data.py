@@ -14,6 +14,7 @@ tried (it needs network access).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.errors import InputError
+from edgeft.files import decode_text, read_bytes
 from edgeft.train.tasks import TaskSpec, task_spec
 
 GLUE_DIR_ENV = "EDGEFT_GLUE_DIR"
+MAX_TSV_BYTES = 2**30  # 1 GiB: MNLI's training set is 80 MB
 
 
 @dataclass
@@ -68,23 +71,38 @@ def read_glue(
 
 
 def _read_tsv(spec: TaskSpec, path: Path) -> GlueExamples:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    field = f"glue_dir {path}"
+    text = decode_text(read_bytes(path, field, MAX_TSV_BYTES), path, field)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t",
+                           quoting=csv.QUOTE_NONE))
     if spec.header:
+        if not rows:
+            raise InputError(field, "an empty file", f"a header with {spec.text_columns}")
         header, rows = rows[0], rows[1:]
         col = {name: i for i, name in enumerate(header)}
         try:
             text_idx = [col[c] for c in spec.text_columns]
             label_idx = col[spec.label_column]
-        except KeyError as exc:
-            raise InputError(str(path), header, f"a header with {spec.text_columns}") from exc
+        except KeyError:
+            raise InputError(field, header[:6], f"a header with {spec.text_columns} and "
+                             f"{spec.label_column!r}") from None
     else:
         text_idx = [int(c) for c in spec.text_columns]
         label_idx = int(spec.label_column)
-    rows = [r for r in rows if r]
-    texts = [[r[i] for r in rows] for i in text_idx]
-    raw = [r[label_idx] for r in rows]
-    return GlueExamples(spec.name, texts, _labels(spec, raw))
+    width = max(text_idx + [label_idx]) + 1
+    numbered = [(n, r) for n, r in enumerate(rows, start=2 if spec.header else 1) if r]
+    short = next((n for n, r in numbered if len(r) < width), None)
+    if short is not None:
+        raise InputError(field, f"line {short}", f"rows of at least {width} tab-separated "
+                         "columns")
+    if not numbered:
+        raise InputError(field, "no rows", "examples")
+    texts = [[r[i] for _, r in numbered] for i in text_idx]
+    try:
+        labels = _labels(spec, [r[label_idx] for _, r in numbered])
+    except (KeyError, ValueError) as exc:
+        raise InputError(field, str(exc)[:60], f"{spec.name} labels") from None
+    return GlueExamples(spec.name, texts, labels)
 
 
 def _labels(spec: TaskSpec, raw) -> np.ndarray:
