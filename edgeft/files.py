@@ -17,10 +17,15 @@ ancestor is a writable folder); :func:`write_text` reports a failed write (a ful
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
+import socket
 import sys
+import time
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from edgeft.errors import InputError, OutputError
 
@@ -184,3 +189,38 @@ def write_text(path, text: str) -> None:
             f.write(text)
     except OSError as exc:
         raise OutputError(str(path), exc.strerror or str(exc)) from None
+
+
+LOCK_FILE = ".edgeft.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder, field: str = "out", command: str = ""):
+    """Hold ``folder`` for this process (``filelock``): a second edgeft run into the same folder
+    stops at once with an :class:`InputError` naming the holder, instead of writing every round
+    twice. The folder is created if needed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_FILE), timeout=0)
+    owner = folder / (LOCK_FILE + ".owner")
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            who = json.loads(owner.read_text())
+            held = (f"process {who.get('pid')} on {who.get('host')} since "
+                    f"{who.get('since')}: {who.get('command') or 'edgeft'}")
+        except (OSError, ValueError):
+            held = "another process"
+        raise InputError(field, str(folder), f"a folder no other run is using (held by {held}); "
+                         "wait for it to finish, or pick another --out") from None
+    try:
+        with contextlib.suppress(OSError):
+            owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                         "command": command}))
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()

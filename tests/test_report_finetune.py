@@ -51,8 +51,13 @@ def test_reproduce_appends_table_i_and_fig7_from_finished_studies(tmp_path, caps
     assert (out / "fig7_MRPC.png").read_bytes()[:4] == b"\x89PNG" and "(fig7_MRPC.png)" in section
 
 
-def test_reproduce_says_when_no_study_is_there(tmp_path):
+def test_reproduce_refuses_a_runs_folder_without_studies_before_any_work(tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["reproduce", "--quick", "--no-progress", "--rounds", "4", "--out", str(out),
-                 "--finetune-runs", str(tmp_path / "empty")]) == 0
-    assert "No finished `edgeft finetune` study" in (out / "report.md").read_text()
+    (tmp_path / "empty").mkdir()
+    for runs, why in ((tmp_path / "absent", "does not exist"),
+                      (tmp_path / "empty", "none here")):
+        assert main(["reproduce", "--quick", "--no-progress", "--rounds", "4", "--out", str(out),
+                     "--finetune-runs", str(runs)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("edgeft: error: --finetune-runs:") and why in err, err
+        assert not out.exists()

@@ -17,7 +17,8 @@ def test_quick_reproduce_writes_the_report(tmp_path, capsys):
     for name in EXPECTED:
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
-    assert "| ratio of mean round latency | where | ours | 95% CI | paper (§VI-C) |" in report
+    assert ("| ratio of mean round latency | where | ours | 95% CI | rounds (common / all) "
+            "| paper (§VI-C) |") in report
     for label in ("BA / comm-aware", "JBBA / BA", "optimal / JBBA",
                   "JBBA / comm-aware (benchmark)"):
         assert f"| {label} |" in report

@@ -230,7 +230,8 @@ def test_mean_pooling_study_runs_and_a_checkpoint_of_another_head_does_not_resum
     capsys.readouterr()
     assert main(args) == 2  # same folder, the default (cls) head: refused, not resumed
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "checkpoint" in err
+    assert len(err.splitlines()) == 1 and "other settings" in err, err
+    assert "--pooling 'cls' here, 'mean' there" in err and "--out" in err, err
 
 
 @needs_glue
@@ -248,7 +249,7 @@ def test_balanced_class_weights_study_records_them_and_refuses_a_regression_task
     assert summary["config"]["head_lr_scale"] == 10
     capsys.readouterr()
     assert main(args + ["--task", "CoLA", "--head-lr-scale", "10"]) == 2  # another loss
-    assert "checkpoint" in capsys.readouterr().err
+    assert "--class-weights None here, 'balanced' there" in capsys.readouterr().err
     assert main(args + ["--task", "STS-B", "--class-weights", "balanced"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--class-weights" in err
@@ -270,7 +271,7 @@ def test_lora_rank_and_targets_are_recorded_and_a_checkpoint_of_another_adapter_
     capsys.readouterr()
     assert main(args + ["--lora-r", "4"]) == 2  # LoRA on query and value only: refused
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "checkpoint" in err
+    assert len(err.splitlines()) == 1 and "--lora-targets ['query', 'value'] here" in err, err
     assert main(args + ["--lora-targets", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(args + ["--lora-r", "0"]) == 2

@@ -4,11 +4,13 @@ and ``edgeft table`` (paper Table I from finished studies)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from edgeft.cli.common import HelpFormatter, comma_names, flag_names
 from edgeft.deft.schemes import study_schemes
 from edgeft.train.config import FinetuneConfig
+from edgeft.train.tasks import task_spec
 
 FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
          "pooling": "--pooling", "lora_r": "--lora-r", "r": "--lora-r",
@@ -18,7 +20,8 @@ FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
          "head_lr_scale": "--head-lr-scale", "class_weights": "--class-weights",
          "eval_every": "--eval-every", "snr_db": "--snr-db", "seed": "--seed",
          "dirichlet_alpha": "--dirichlet-alpha", "train_limit": "--train-limit",
-         "dev_limit": "--dev-limit", "profile": "--profile"}
+         "dev_limit": "--dev-limit", "profile": "--profile", "lr_decay": "--constant-lr",
+         "out": "--out"}
 PLAN_FIELDS = ("rounds", "seq_len", "eval_every", "pooling", "head_lr_scale", "class_weights")
 
 
@@ -137,21 +140,35 @@ def finetune_configs(args: argparse.Namespace) -> list[FinetuneConfig]:
     return configs
 
 
-def run_study(cfg: FinetuneConfig, out: str | Path) -> dict:
-    """One task's study (data, :func:`edgeft.train.finetune.run_finetune`), then its Fig. 7."""
+def run_study(cfg: FinetuneConfig, out: str | Path, command: str = "") -> dict:
+    """One task's study (data, :func:`edgeft.train.finetune.run_finetune`), then its Fig. 7
+    (drawn even when the study ends in a :class:`RunError`, from the summary it wrote)."""
+    from edgeft.errors import RunError
+    from edgeft.files import read_json
     from edgeft.report.fig7 import plot_fig7
     from edgeft.train.finetune import run_finetune
 
-    summary = run_finetune(cfg, out)
+    try:
+        summary = run_finetune(cfg, out, command)
+    except RunError:
+        done = Path(out) / task_spec(cfg.task).name / "summary.json"
+        if done.exists():
+            plot_fig7(read_json(done, "summary"), done.parent / "fig7.png")
+        raise
     plot_fig7(summary, Path(out) / summary["task"] / "fig7.png")
     return summary
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     """Handler of ``edgeft finetune``."""
+    from edgeft.files import check_output_dir
+
+    command = "edgeft " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     with flag_names(FLAGS):
-        for cfg in finetune_configs(args):
-            summary = run_study(cfg, args.out)
+        configs = finetune_configs(args)
+        check_output_dir(args.out, "out")
+        for cfg in configs:
+            summary = run_study(cfg, args.out, command)
             metric = summary["metric"]
             print(f"{summary['task']}: dev {metric} (best over evaluations) and modelled time")
             for name, curve in summary["curves"].items():

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from edgeft.cli.common import HelpFormatter, flag_names
+from edgeft.errors import InputError
 
 FLAGS = {"rounds": "--rounds", "seed": "--seed", "num_devices": "--devices",
          "snr_db": "--snr-db", "availability": "--availability",
          "memory_spread": "--memory-spread", "scenario": "--scenario", "workers": "--workers",
-         "glue_dir": "--glue-dir"}
+         "glue_dir": "--glue-dir", "out": "--out", "finetune_runs": "--finetune-runs"}
 
 
 def add_parsers(sub) -> None:
@@ -69,27 +71,45 @@ def study_config(args: argparse.Namespace):
 
 def run_reproduce(args: argparse.Namespace) -> int:
     """Handler of ``edgeft reproduce``; returns the exit code."""
+    from edgeft.files import check_output_dir, folder_lock
     from edgeft.report.reproduce import reproduce
+    from edgeft.report.studies import read_studies, why_no_studies
     from edgeft.scenario import load_scenario
     from edgeft.sim.study import check_workers
+    from edgeft.train.data import check_glue_dir
+    from edgeft.train.plan import TABLE_PLAN
 
+    command = _command_line(args)
     with flag_names(FLAGS):
+        # Everything the run needs, checked before any work.
         config = study_config(args)
         workers = check_workers(args.workers)
-        if args.scenario:  # a bad field fails before any work
+        if args.scenario:
             load_scenario(args.scenario)
-        done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
-                         command=_command_line(args))
-        print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
-              f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
-        if args.glue_dir or args.finetune_runs:
-            _add_finetuning(args)
+        check_output_dir(args.out, "out")
+        if args.glue_dir:
+            check_glue_dir(args.glue_dir, TABLE_PLAN)
+        elif args.finetune_runs and not read_studies(args.finetune_runs):
+            raise InputError("finetune_runs", args.finetune_runs,
+                             why_no_studies(args.finetune_runs))
+        with folder_lock(args.out, "out", command):
+            done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
+                             command=command)
+            print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
+                  f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
+            if done["infeasible_points"]:
+                print(f"edgeft: warning: infeasible for all at {len(done['infeasible_points'])} "
+                      f"of {done['points']} points (no round with an allocation for every "
+                      "scheme); the report says which", file=sys.stderr)
+            if args.glue_dir or args.finetune_runs:
+                _add_finetuning(args, command)
     return 0
 
 
-def _add_finetuning(args: argparse.Namespace) -> None:
+def _add_finetuning(args: argparse.Namespace, command: str) -> None:
     """Run (or resume) the Table I studies when a GLUE directory is given; append them."""
     from edgeft.cli.finetune import run_study
+    from edgeft.files import write_text
     from edgeft.report.finetune_section import finetune_section
 
     runs = Path(args.finetune_runs or Path(args.out) / "finetune")
@@ -98,9 +118,9 @@ def _add_finetuning(args: argparse.Namespace) -> None:
 
         for cfg in table_configs(args.glue_dir, quick=args.quick, seed=args.seed,
                                  progress=not args.no_progress):
-            run_study(cfg, runs)
+            run_study(cfg, runs, command)
     report = Path(args.out) / "report.md"
-    report.write_text(report.read_text() + "\n" + finetune_section(runs, args.out))
+    write_text(report, report.read_text() + "\n" + finetune_section(runs, args.out))
     print(f"added the fine-tuning studies under {runs}/ to {report}")
 
 

@@ -38,21 +38,33 @@ def plot_latency(rows, xlabel: str, title: str, path, note: str = "") -> None:
     fig = Figure(figsize=(8.6, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    drawn = 0
     for scheme, sel in _by_scheme(rows):
         label, colour, marker = style(scheme)
         x = np.array([r["x"] for r in sel])
         y = np.array([r["mean_latency_s"] for r in sel])
         lo = np.array([r["ci95_low_s"] for r in sel])
         hi = np.array([r["ci95_high_s"] for r in sel])
-        line, = ax.plot(x, y, marker=marker, color=colour, label=label, linewidth=1.5,
+        ok = np.isfinite(y) & (y > 0)  # a point with no common round has no mean
+        if not ok.any():
+            continue
+        line, = ax.plot(x[ok], y[ok], marker=marker, color=colour, label=label, linewidth=1.5,
                         markersize=5)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
-    ax.set_yscale("log")
+        band = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+        ax.fill_between(x[band], lo[band], hi[band], color=line.get_color(), alpha=0.15,
+                        linewidth=0)
+        drawn += 1
+    if drawn:
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no round has an allocation for every scheme\n(infeasible for all: "
+                "see the report)", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("average round latency (s, log scale)")
     _titles(fig, ax, title, note)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(path, dpi=130)
 
 
@@ -61,7 +73,9 @@ def plot_memory_wall(rows, xlabel: str, title: str, path, note: str = "") -> Non
     fig = Figure(figsize=(7.0, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    drawn = 0
     for scheme, sel in _by_scheme(rows, baseline_names()):
+        drawn += 1
         label, colour, marker = style(scheme)
         x = np.array([r["x"] for r in sel])
         share = np.array([r["memory_wall_share"] for r in sel])
@@ -75,5 +89,6 @@ def plot_memory_wall(rows, xlabel: str, title: str, path, note: str = "") -> Non
     ax.set_ylim(bottom=0)
     _titles(fig, ax, title, note)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if drawn:
+        ax.legend(fontsize=8)
     fig.savefig(path, dpi=130)

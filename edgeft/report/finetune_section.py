@@ -56,8 +56,11 @@ def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float 
     ]
     for s in summaries:
         c = s["config"]
+        limits = "".join(f", {what} {c[key]} examples" for key, what in
+                         (("train_limit", "first"), ("dev_limit", "dev on the first"))
+                         if c.get(key))
         lines.append(f"  - {s['task']}: {c['rounds']} rounds, length {c['seq_len']}, batch "
-                     f"{c['batch_size']}, tau {c['tau']}, lr {c['lr']:g}"
+                     f"{c['batch_size']}, tau {c['tau']}, lr {c['lr']:g}{limits}"
                      + (" with linear decay" if c.get("lr_decay") else "")
                      + f"; {recipe_words(c)}; schemes {', '.join(c['schemes'])}; cost model: "
                      f"{cost_model_name(s['cost_model'])}, D = "

@@ -60,12 +60,14 @@ def _setup(result: StudyResult, command: str, elapsed_s: float) -> list[str]:
         f"use N = {op.num_devices}; Fig. 8 takes the first N devices of one population of "
         f"{pop.num_devices}.",
         f"- Blocks: K = {pop.num_blocks}; reference-device compute per round "
-        f"{pop.compute_ref_s[0]:.3g} s (depth 1) to {pop.compute_ref_s[-1]:.3g} s "
-        f"(depth {pop.num_blocks}); memory {pop.memory_need_bytes[0] / 1e9:.3g} GB to "
-        f"{pop.memory_need_bytes[-1] / 1e9:.3g} GB (analytic RoBERTa-base profile, "
-        "`edgeft.system.profile`: batch 16 x 128 tokens, one local iteration, fp16, Snapdragon "
-        "8 Gen 3 at 2 TFLOP/s sustained); payload D = "
-        f"{pop.payload_bits:.0f} bits per block (24,576 LoRA parameters x 32 bits).",
+        f"{pop.compute_ref_s.min():.3g}-{pop.compute_ref_s.max():.3g} s (depth 1: "
+        f"{pop.compute_ref_s[0]:.3g} s, depth {pop.num_blocks}: {pop.compute_ref_s[-1]:.3g} s); "
+        f"memory {pop.memory_need_bytes.min() / 1e9:.3g}-{pop.memory_need_bytes.max() / 1e9:.3g}"
+        f" GB; payload D = {pop.payload_bits:.0f} bits per block; "
+        + ("costs and payload as in the scenario file." if cfg.scenario else
+           "the analytic RoBERTa-base profile (`edgeft.system.profile`: batch 16 x 128 tokens, "
+           "one local iteration, fp16, Snapdragon 8 Gen 3 at 2 TFLOP/s sustained; D = 24,576 "
+           "LoRA parameters x 32 bits)."),
         f"- Channels: Rayleigh fading, |g|² ~ Exp(1), redrawn every round; path loss "
         f"{pop.path_loss_db:g} dB, so the mean received SNR is the transmit SNR minus "
         f"{pop.path_loss_db:g} dB; p = {pop.tx_power_w[0]:g} W, N0 = {pop.noise_power_w:g} W.",
@@ -85,15 +87,27 @@ def _setup(result: StudyResult, command: str, elapsed_s: float) -> list[str]:
 
 def _headline(result: StudyResult) -> list[str]:
     lines = ["## Headline ratios (ours beside the paper's)", "",
-             "| ratio of mean round latency | where | ours | 95% CI | paper (§VI-C) |",
-             "|---|---|---|---|---|"]
+             "| ratio of mean round latency | where | ours | 95% CI | rounds (common / all) "
+             "| paper (§VI-C) |",
+             "|---|---|---|---|---|---|"]
+    few = []
     for h in headline_ratios(result):
+        if h["rounds"] is None:
+            lines.append(f"| {h['quantity']} | {h['where']} | not simulated (the population "
+                         f"has {result.population.num_devices} devices) | | | {h['paper']} |")
+            continue
         ci = f"[{_f(h['ci95_low'])}, {_f(h['ci95_high'])}]"
         lines.append(f"| {h['quantity']} | {h['where']} | **{_f(h['ours'])}** | {ci} "
-                     f"| {h['paper']} |")
+                     f"| {h['common']} / {h['rounds']} | {h['paper']} |")
+        if h["common"] < 0.5 * h["rounds"]:
+            few.append(f"{h['quantity']} at {h['where']} ({h['common']} of {h['rounds']})")
     lines += ["", "Table I ranges are the per-task ratios of the paper's time-to-target-accuracy "
-              "columns (same number of rounds, so equal to ratios of mean round latency).", ""]
-    return lines
+              "columns (same number of rounds, so equal to ratios of mean round latency)."]
+    if few:
+        lines += ["", "**Caveat**: some ratios rest on fewer than half of the rounds (the others "
+                  "have no allocation for some scheme): " + "; ".join(few) + ". Their intervals "
+                  "say how little that is."]
+    return lines + [""]
 
 
 def _sweep_table(rows, sweep: str, schemes) -> list[str]:
@@ -158,9 +172,25 @@ def _why(result: StudyResult) -> list[str]:
 
     narrows = (": the gap narrows with N, because BA then finds K devices with good channels "
                "and leaves less upload spread to even out; the paper reports it widening. ")
-    n0 = op.num_devices
+    n0, k = op.num_devices, result.population.num_blocks
     jb = [ratio(n, "jbba", "ba") for n in (n0, 50, 100)]
     jc = [ratio(n, "jbba", "comm-aware") for n in (n0, 50)]
+
+    def at(values, points) -> str:
+        """'0.8 at N = 20, 0.7 at 50' over the points that were simulated."""
+        shown = [f"{_f(v)} at {'N = ' if i == 0 else ''}{n}"
+                 for i, (v, n) in enumerate((v, n) for v, n in zip(values, points, strict=True)
+                                            if not math.isnan(v))]
+        return ", ".join(shown) if shown else "n/a (not simulated)"
+
+    at50 = ratio(50, "optimal", "ba")
+    beyond = (f"At N = 50 no allocation does better than {_f(at50)} of BA (the exact optimum), "
+              "so the paper's 0.60 cannot be reached by any scheduler in this model; it implies "
+              "far more spread in the channels of the devices BA picks." if not math.isnan(at50)
+              else "")
+    equal = (f"With N = K every scheme must use every device, so the N = {k} point has that "
+             "tail for all; JBBA softens it by giving the faded device most of the band."
+             if any(x == k for x, _ in result.sweeps.get("devices", [])) else "")
     return [
         "## Why our numbers differ from the paper's",
         "",
@@ -178,23 +208,18 @@ def _why(result: StudyResult) -> list[str]:
         "computation weighs (a smaller path loss, a wider spread of compute factors), the "
         "lower BA / comm-aware falls; the paper's 0.60 suggests computation weighs more there.",
         "- **JBBA vs BA.** JBBA can only reshape bandwidth among the devices it uses, so its "
-        f"gain is the spread of their upload times. JBBA / BA is {_f(jb[0])} at N = {n0}, "
-        f"{_f(jb[1])} at 50 and {_f(jb[2])} at 100"
+        f"gain is the spread of their upload times. JBBA / BA is {at(jb, (n0, 50, 100))}"
         f"{trend(jb[0], jb[1], ': the gap widens with N, as in the paper. ', narrows)}"
-        f"At N = 50 no allocation does better than {_f(ratio(50, 'optimal', 'ba'))} of BA (the "
-        "exact optimum), so the paper's 0.60 cannot be reached by any scheduler in this model; "
-        "it implies far more spread in the channels of the devices BA picks.",
+        + beyond,
         "- **More devices (Fig. 8).** BA and JBBA gain from the extra choice, while comm-aware "
         "picks by channel alone and keeps its compute time and memory wall: JBBA / comm-aware "
-        f"is {_f(jc[0])} at N = {n0} and {_f(jc[1])} at 50"
+        f"is {at(jc, (n0, 50))}"
         f"{trend(jc[0], jc[1], ', widening as the paper reports (0.40 at 50). ', '. ')}",
         "- **Deep fades.** Rayleigh fading has no outage: a channel-blind scheme (comp-aware, "
         "random) sometimes uses a device whose |g|² is near zero, and E[1/|g|²] is infinite for "
         "|g|² ~ Exp(1), so their average latency is dominated by rare rounds and grows with "
         f"the number of rounds (mean / median {tail('comp-aware')} and {tail('random')} at "
-        "10 dB); compare their medians (CSVs). With N = K every scheme must use every device, "
-        "so the N = 12 point has that tail for all; JBBA softens it by giving the faded device "
-        "most of the band.",
+        "10 dB); compare their medians (CSVs). " + equal,
         "- The paper's \"benchmark\" in Fig. 8 is not named; we take the communication-aware "
         "scheme, its benchmark in Fig. 5 and Table I.",
         "- Optimal / JBBA measures how far the paper's dual ascent stays from the exact joint "
@@ -203,11 +228,23 @@ def _why(result: StudyResult) -> list[str]:
     ]
 
 
+def infeasible_points(result: StudyResult) -> list[str]:
+    """'N = 20, 10 dB, 100 MHz' for each simulated point with no common round."""
+    return [f"N = {p.num_devices}, {p.snr_db:g} dB, {p.bandwidth_hz / 1e6:g} MHz"
+            for p, trace in result.traces.items() if not trace.common_rounds().any()]
+
+
 def write_report(path, result: StudyResult, rows: dict, command: str = "",
                  elapsed_s: float = 0.0) -> Path:
     """Write report.md beside the CSVs and PNGs; returns its path."""
     schemes = list(result.config.schemes)
     lines = ["# DEFT round latency: reproduction of paper §VI-C (Figs. 5, 6, 8)", ""]
+    empty = infeasible_points(result)
+    if empty:
+        lines += [f"**Infeasible for all** at {len(empty)} of {len(result.traces)} simulated "
+                  "points: no round there has an allocation for every scheme (too few available "
+                  "devices, or too little memory for the blocks), so they have no mean latency: "
+                  + ", ".join(empty) + ".", ""]
     lines += _headline(result)
     lines += _setup(result, command, elapsed_s)
     for sweep, stem, title in FIGURES:

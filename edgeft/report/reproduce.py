@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from edgeft.report.figures import plot_latency, plot_memory_wall
-from edgeft.report.markdown import write_report
+from edgeft.report.markdown import infeasible_points, write_report
 from edgeft.report.summary import sweep_rows, write_csv
 from edgeft.sim.study import SWEEP_AXES, StudyConfig, run_study, total_rounds
 
@@ -70,4 +70,5 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
     elapsed = time.perf_counter() - start
     report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed)
     written.append(report)
-    return {"files": written, "simulate_s": result.wall_s, "total_s": elapsed}
+    return {"files": written, "simulate_s": result.wall_s, "total_s": elapsed,
+            "infeasible_points": infeasible_points(result), "points": len(result.traces)}

@@ -135,10 +135,12 @@ def headline_ratios(result) -> list[dict]:
     rows = []
     for label, sweep, x, where, num, den, paper in specs:
         trace = _find(result, sweep, x)
+        common = rounds = None
         if trace is None or num not in trace.schemes or den not in trace.schemes:
             ratio = lo = hi = math.nan
         else:
             ratio, lo, hi = latency_ratio(trace, num, den)
+            common, rounds = int(trace.common_rounds().sum()), trace.num_rounds
         rows.append({"quantity": label, "where": where, "ours": ratio, "ci95_low": lo,
-                     "ci95_high": hi, "paper": paper})
+                     "ci95_high": hi, "paper": paper, "common": common, "rounds": rounds})
     return rows

@@ -166,6 +166,21 @@ def _run_chunk(task):
     return point, start, trace
 
 
+def check_memory(config: StudyConfig, population: SimSystem, points: int) -> None:
+    """Refuse a study whose draws and traces would not fit in half the memory available."""
+    k, s = population.num_blocks, len(config.schemes)
+    need = config.rounds * (4 * 8 * population.num_devices + points * s * (5 * k + 2) * 8)
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no check
+        return
+    if need > avail / 2:
+        most = int(config.rounds * avail / 2 / need)
+        raise InputError("rounds", config.rounds, f"at most about {most:,} here (the study "
+                         f"would hold {need / 2**30:.1f} GiB of draws and traces; "
+                         f"{avail / 2**30:.1f} GiB are free)")
+
+
 def check_workers(workers: int | None) -> int:
     """Worker processes: ``None`` is min(2, CPU cores); otherwise a positive integer."""
     if workers is None:
@@ -188,6 +203,7 @@ def run_study(config: StudyConfig, workers: int | None = None,
     population, op = build_population(config)
     sweeps, dropped = plan_points(config, population, op)
     points = list(dict.fromkeys(p for pts in sweeps.values() for _, p in pts))
+    check_memory(config, population, len(points))
     draws = draw_rounds(config.rounds, population.num_devices, config.seed + 1)
     workers = check_workers(workers)
 

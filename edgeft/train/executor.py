@@ -39,6 +39,7 @@ class RoundPlan:
     round: int
     device_of_block: list[int]
     latency_s: float
+    evaluate: bool = False  # evaluate after it whatever eval_every says (a run's last round)
 
 
 def device_update(

@@ -25,10 +25,13 @@ no time) and counted in the summary.
 
 from __future__ import annotations
 
-import json
+import hashlib
 from pathlib import Path
 
-from edgeft.errors import InputError
+import numpy as np
+
+from edgeft.errors import InputError, RunError, SettingsMismatch
+from edgeft.files import folder_lock, json_text, read_json, write_text
 from edgeft.sim import SimSystem, Trace, simulate
 from edgeft.system.profile import (
     KNOWN_SPECS,
@@ -40,8 +43,14 @@ from edgeft.system.profile import (
 )
 from edgeft.train.centralized import CentralizedTrainer
 from edgeft.train.checkpoint import TRACE_FILE, read_trace
-from edgeft.train.config import FinetuneConfig
-from edgeft.train.data import balanced_class_weights, encode, read_glue, shard_indices
+from edgeft.train.config import SCHEMA_VERSION, FinetuneConfig
+from edgeft.train.data import (
+    EncodedDataset,
+    balanced_class_weights,
+    encode,
+    read_glue,
+    shard_indices,
+)
 from edgeft.train.executor import DeftExecutor, RoundPlan
 from edgeft.train.metrics import constant_baseline
 from edgeft.train.models import (
@@ -105,19 +114,84 @@ def allocation_trace(cfg: FinetuneConfig, profile: BlockCostProfile) -> Trace:
 
 
 def round_plans(trace: Trace, scheme: str) -> list[RoundPlan]:
-    """The executor's plans for ``scheme``: feasible rounds only, numbered from 1."""
+    """The executor's plans for ``scheme``: feasible rounds only, numbered from 1; the last one
+    is evaluated (rounds lost to the memory wall may leave it off the evaluation grid)."""
     s = trace.index(scheme)
-    ok = trace.feasible()[s]
-    return [RoundPlan(r + 1, [int(n) for n in trace.device[s, r]], float(trace.latency_s[s, r]))
-            for r in range(trace.num_rounds) if ok[r]]
+    rounds = np.flatnonzero(trace.feasible()[s])
+    return [RoundPlan(int(r) + 1, [int(n) for n in trace.device[s, r]],
+                      float(trace.latency_s[s, r]), evaluate=bool(r == rounds[-1]))
+            for r in rounds]
 
 
-def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
-    """Run (or resume) the study of one task; returns and writes ``summary.json``."""
+SETTINGS_FILE = "settings.json"
+
+
+def data_fingerprint(train: EncodedDataset, dev: EncodedDataset, shards) -> dict:
+    """SHA-256 of the tokens and labels each run sees (training shards, dev set)."""
+    def digest(*arrays) -> str:
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+        return h.hexdigest()[:16]
+
+    tensors = [train.tensors[k].numpy() for k in sorted(train.tensors)]
+    return {"training data": digest(*tensors, *shards),
+            "dev data": digest(*(dev.tensors[k].numpy() for k in sorted(dev.tensors)))}
+
+
+def check_settings(task_dir: Path, cfg: FinetuneConfig, fingerprint: dict) -> None:
+    """A task folder holds one study: its first run writes the settings every result depends on
+    (:meth:`FinetuneConfig.identity`) and the data's fingerprint; a later run with other ones is
+    refused (:class:`SettingsMismatch`, exit 2), so no study mixes two recipes."""
+    path = task_dir / SETTINGS_FILE
+    mine = {"schema": SCHEMA_VERSION, "settings": cfg.identity(), "data": fingerprint}
+    if path.exists():
+        theirs = read_json(path, "settings")
+        if not isinstance(theirs, dict) or theirs.get("schema") != SCHEMA_VERSION:
+            raise InputError("settings", str(path), f"a settings file of schema {SCHEMA_VERSION}")
+        diffs = [(k, mine["settings"].get(k), theirs.get("settings", {}).get(k))
+                 for k in dict.fromkeys([*mine["settings"], *theirs.get("settings", {})])
+                 if mine["settings"].get(k) != theirs.get("settings", {}).get(k)]
+        diffs += [(k, v, theirs.get("data", {}).get(k)) for k, v in fingerprint.items()
+                  if theirs.get("data", {}).get(k) != v]
+        if diffs:
+            raise SettingsMismatch(str(task_dir), diffs)
+        return
+    write_text(path, json_text(mine, indent=2) + "\n")
+
+
+def check_against_model(cfg: FinetuneConfig, blocks: LoraBlocks, shards) -> None:
+    """Settings that only the model and the data can bound, checked before any work."""
+    config = blocks.model.base_model.model.config
+    offset = 2 if config.model_type == "roberta" else 0  # RoBERTa's positions start at 2
+    limit = int(getattr(config, "max_position_embeddings", cfg.seq_len + offset)) - offset
+    if cfg.seq_len > limit:
+        raise InputError("seq_len", cfg.seq_len, f"at most the model's {limit} positions")
+    examples = sum(len(s) for s in shards)
+    if cfg.batch_size > examples:
+        raise InputError("batch_size", cfg.batch_size, f"at most the {examples} training "
+                         "examples (or every batch repeats them)")
+
+
+def run_finetune(cfg: FinetuneConfig, out: str | Path, command: str = "") -> dict:
+    """Run (or resume) the study of one task; returns and writes ``summary.json``.
+
+    Raises :class:`RunError` (exit 4) after writing the summary when a scheme ran none of its
+    rounds (every one at the memory wall) or a run diverged.
+    """
     spec = task_spec(cfg.task)
     task_dir = Path(out) / spec.name
-    task_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(task_dir, "out", command):
+        summary = _study(cfg, spec, task_dir)
+    idle = [name for name, run in summary["runs"].items() if run["rounds_run"] == 0]
+    if idle:
+        raise RunError(f"{spec.name}: {', '.join(idle)} ran none of the {cfg.rounds} rounds "
+                       "(every round hit the memory wall in the cost model: blocks need more "
+                       "memory than the devices have); see its summary.json")
+    return summary
 
+
+def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
     # Data: the task's train and dev splits, tokenised once; device shards.
     tokenizer = load_tokenizer(cfg.model)
     train_ex = read_glue(spec.name, "train", cfg.glue_dir)
@@ -140,8 +214,13 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
             use_class_weights(blocks.model, weights)
         return blocks
 
+    # The settings against the model and the folder's earlier runs, before any work.
+    first = fresh_blocks()
+    check_against_model(cfg, first, shards)
+    check_settings(task_dir, cfg, data_fingerprint(train, dev, shards))
+
     # Allocations: the simulator decides every scheme's rounds from the cost model.
-    profile = cost_profile(cfg, fresh_blocks())
+    profile = cost_profile(cfg, first)
     trace = allocation_trace(cfg, profile)
 
     # Each scheme's rounds on the real model, then the centralized oracle.
@@ -173,7 +252,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path) -> dict:
         "curves": {p.name: read_curve(p, spec.metric)
                    for p in sorted(task_dir.iterdir()) if (p / TRACE_FILE).exists()},
     }
-    (task_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(task_dir / "summary.json", json_text(summary, indent=2))
     return summary
 
 
@@ -189,5 +268,6 @@ def read_curve(run_dir: Path, metric: str) -> dict:
     return {
         "round": [int(r["round"]) for r in rows],
         "modelled_time_s": [float(r.get("modelled_time_s", 0.0)) for r in rows],
-        "metric": [float(r["metric"][metric]) for r in rows],
+        "metric": [float("nan") if r["metric"].get(metric) is None else
+                   float(r["metric"][metric]) for r in rows],
     }

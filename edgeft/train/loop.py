@@ -34,7 +34,7 @@ from typing import ClassVar, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from edgeft.errors import InputError
+from edgeft.errors import InputError, RunError, SettingsMismatch
 from edgeft.train.checkpoint import (
     CHECKPOINT_FILE,
     TRACE_FILE,
@@ -53,6 +53,7 @@ class Plan(Protocol):
 
     round: int  # 1, 2, ...: increasing along a run
     latency_s: float  # modelled latency of the round (paper eq. 8)
+    evaluate: bool  # evaluate after this round whatever eval_every says (a run's last round)
 
 
 @dataclass
@@ -198,7 +199,9 @@ class RoundLoop(abc.ABC):
 
         Writes ``trace.jsonl`` and ``checkpoint.pt`` under ``out_dir`` (when given),
         checkpoints every ``options.checkpoint_every`` rounds, on ``KeyboardInterrupt`` and at
-        the end, and resumes from ``out_dir``'s checkpoint with identical results.
+        the end, and resumes from ``out_dir``'s checkpoint with identical results. A plan marked
+        ``evaluate`` is evaluated whatever ``eval_every`` says. A non-finite training loss stops
+        the run with :class:`RunError` (the checkpoint keeps the last finite round).
         """
         opts = self.options
         # Resume: the last checkpoint's state, and the trace up to its round.
@@ -207,26 +210,33 @@ class RoundLoop(abc.ABC):
             self.load_state_dict(load_checkpoint(self.checkpoint_path))
             keep = self.round
         trace = TraceWriter(self.out_dir / TRACE_FILE, keep) if self.out_dir is not None else None
+        done = {r["round"]: r for r in trace.kept} if trace is not None else {}
         result = RunResult()
         start = time.perf_counter()
         total = len(plans) if hasattr(plans, "__len__") else None
         bar = tqdm(total=total, disable=not opts.progress, desc=self.kind, unit="round")
         try:
             for plan in plans:
-                # Plan: skip what the resumed checkpoint already holds.
+                # Plan: skip what the resumed checkpoint holds (it must be what the trace says).
                 r = int(plan.round)
                 if r <= self.round:
+                    self._check_done(plan, done)
                     bar.update(1)
                     continue
                 tick = time.perf_counter()
                 # Device work, aggregate, optimiser step.
                 out = self.step(plan)
+                if not math.isfinite(out.get("loss", 0.0)):
+                    raise RunError(f"{self.kind} run diverged at round {r}: the training loss is "
+                                   f"{out['loss']} (try a smaller --lr); the checkpoint keeps "
+                                   f"round {self.round}")
                 # Clock: the plan's modelled round latency.
                 self.round = r
                 self.modelled_time_s += float(plan.latency_s)
                 record = {"round": r, "modelled_time_s": self.modelled_time_s, **out}
-                # Evaluate.
-                if opts.eval_every > 0 and r % opts.eval_every == 0:
+                # Evaluate (every eval_every rounds, and where the plan asks).
+                if (opts.eval_every > 0 and r % opts.eval_every == 0) or getattr(
+                        plan, "evaluate", False):
                     metric = self.evaluate()
                     if metric is not None:
                         record["metric"] = metric
@@ -244,6 +254,12 @@ class RoundLoop(abc.ABC):
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
         except KeyboardInterrupt:
             self.save_checkpoint()
+            where = f" ({self.out_dir})" if self.out_dir is not None else ""
+            raise Interrupted(f"interrupted after round {self._completed['round']} of the "
+                              f"{self.kind} run{where}; rerun the same command to resume "
+                              "from there") from None
+        except RunError:
+            self.save_checkpoint()
             raise
         finally:
             bar.close()
@@ -255,6 +271,29 @@ class RoundLoop(abc.ABC):
         if result.records and "metric" not in result.records[-1] and self.dev is not None:
             result.final_metric = self.evaluate()
         return result
+
+    def _check_done(self, plan: Plan, done: dict) -> None:
+        """A plan for a round the checkpoint holds must be the one that ran: same devices, same
+        modelled latency (another --snr-db, --profile or --devices changes them)."""
+        record, before = done.get(int(plan.round)), done.get(int(plan.round) - 1)
+        if record is None:
+            return
+        ran = record["modelled_time_s"] - (before["modelled_time_s"] if before else 0.0)
+        devices = getattr(plan, "device_of_block", None)
+        same = (devices is None or record.get("devices") == [int(n) for n in devices]) and \
+            math.isclose(ran, float(plan.latency_s), rel_tol=1e-9, abs_tol=1e-12)
+        if not same and (before is not None or int(plan.round) == 1):
+            where = str(self.out_dir) if self.out_dir is not None else "this run"
+            raise SettingsMismatch(where, [(f"round {plan.round}'s allocation",
+                                            f"{devices}, {plan.latency_s:.6g} s",
+                                            f"{record.get('devices')}, {ran:.6g} s")],
+                                   "the rounds it ran were allocated under other settings; "
+                                   "rerun with its settings, or pick a new --out")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run, after its checkpoint was written; the message says how
+    to resume."""
 
 
 def _flat(identity, prefix: str = "") -> dict:

@@ -309,6 +309,9 @@ def add_lora(
         )
     if int(r) != r or r < 1:
         raise InputError("r", r, "a positive integer LoRA rank")
+    width = int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0)
+    if width and r > width:  # a rank above the layer width adds parameters and no capacity
+        raise InputError("r", r, f"a LoRA rank of at most the model's width ({width})")
     head = ["classifier", "score"]
     has_pooler = any(n.split(".")[-1] == "pooler" and m is not None
                      for n, m in model.named_modules())
