@@ -11,7 +11,7 @@ Python entry points::
 from edgeft.deft.schedule import schedule, schedule_arrays
 from edgeft.deft.schemes import SCHEMES, Scheme, register
 from edgeft.errors import EdgeftError, InfeasibleError, InputError, ScenarioError
-from edgeft.scenario import generate_scenario, load_scenario, validate_scenario
+from edgeft.scenario import generate_scenario, load_scenario, scenario_arrays, validate_scenario
 
 __all__ = [
     "EdgeftError",
@@ -25,6 +25,7 @@ __all__ = [
     "register",
     "schedule",
     "schedule_arrays",
+    "scenario_arrays",
     "validate_scenario",
 ]
 

@@ -20,12 +20,15 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def integer(field: str, value, minimum: int = 0) -> int:
-    """An integer of at least ``minimum``."""
-    if not _is_int(value) or value < minimum:
-        expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
-            minimum, f"an integer of at least {minimum}")
-        raise InputError(field, value, expected)
+def integer(field: str, value, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer of at least ``minimum`` (and at most ``maximum``)."""
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        if maximum is not None:
+            expected = f"an integer in {minimum}..{maximum:,}"
+        else:
+            expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
+                minimum, f"an integer of at least {minimum}")
+        raise InputError(field, _shown(value), expected)
     return int(value)
 
 
@@ -62,7 +65,7 @@ def _shown(value):
     """A value as it may go into a one-line message (huge or odd ones shortened)."""
     if isinstance(value, bool) or not _is_real(value):
         text = repr(value)
-        return text if len(text) <= 60 else text[:57] + "..."
+        return value if len(text) <= 60 else text[:57] + "..."
     if _is_int(value) and len(str(value)) > 20:
         return float("inf") if value > 0 else float("-inf")
     return value

@@ -53,8 +53,10 @@ def _depth_ok(value, limit: int) -> bool:
     return True
 
 
-def read_bytes(path, field: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of ``path`` (``-``: standard input), at most ``max_bytes`` of them."""
+def read_bytes(path, field: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path`` (``-``: standard input), at most ``max_bytes`` of them (default
+    :data:`MAX_FILE_BYTES`)."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     name = str(path)
     if name == "":
         raise InputError(field, name, "a file path")
@@ -105,7 +107,7 @@ def parse_json(text: str, path, field: str, max_depth: int = MAX_JSON_DEPTH):
     return value
 
 
-def read_json(path, field: str, max_bytes: int = MAX_FILE_BYTES):
+def read_json(path, field: str, max_bytes: int | None = None):
     """A JSON file read at the door (see the module docstring)."""
     data = read_bytes(path, field, max_bytes)
     return parse_json(decode_text(data, path, field), path, field)
@@ -163,7 +165,7 @@ def json_text(value, **kwargs) -> str:
     return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
-def read_json_lines(path, field: str, max_bytes: int = MAX_FILE_BYTES) -> list:
+def read_json_lines(path, field: str, max_bytes: int | None = None) -> list:
     """A JSON-lines file; a last line cut short (no newline: a crash while writing it) is
     dropped, any other line that is not JSON is an :class:`InputError` naming its number."""
     text = decode_text(read_bytes(path, field, max_bytes), path, field)

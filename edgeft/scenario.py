@@ -42,7 +42,13 @@ from edgeft.system.profile import (
     analytic_profile,
     check_blocks,
 )
-from edgeft.system.ranges import DEVICE_RANGES, SNR_DB_RANGE, TOP_RANGES
+from edgeft.system.ranges import (
+    DEVICE_RANGES,
+    MAX_BLOCKS,
+    MAX_DEVICES,
+    SNR_DB_RANGE,
+    TOP_RANGES,
+)
 
 TOP_FIELDS, DEVICE_FIELDS = tuple(TOP_RANGES), tuple(DEVICE_RANGES)
 MAX_ID_CHARS = 64
@@ -209,7 +215,7 @@ def population_config(name: str, profile: BlockCostProfile,
 def default_profile(num_blocks: int) -> BlockCostProfile:
     """The generator's block costs: RoBERTa-base's analytic profile, its ``num_blocks`` layers
     nearest the output (longer synthetic stacks keep RoBERTa-base's layer shape)."""
-    checks.integer("num_blocks", num_blocks, 1)
+    checks.integer("num_blocks", num_blocks, 1, MAX_BLOCKS)
     return analytic_profile(TransformerSpec(num_layers=max(12, num_blocks)),
                             num_blocks=num_blocks)
 
@@ -233,8 +239,8 @@ def generate_scenario(
     layers nearest the output as the ``num_blocks`` blocks).
     """
     cfg = config or GeneratorConfig()
-    checks.integer("num_devices", num_devices, 1)
-    checks.integer("num_blocks", num_blocks, 1)
+    checks.integer("num_devices", num_devices, 1, MAX_DEVICES)
+    checks.integer("num_blocks", num_blocks, 1, MAX_BLOCKS)
     if num_devices < num_blocks:
         raise InputError("num_devices", num_devices,
                          f"at least as many devices as blocks ({num_blocks})")

@@ -116,14 +116,19 @@ def test_qnli_has_no_training_split():
         read_glue("QNLI", "train", "/tmp")
 
 
-def test_no_directory_falls_back_to_datasets_or_says_why(monkeypatch):
+def test_no_directory_falls_back_to_datasets_only_when_downloads_are_allowed(monkeypatch):
     monkeypatch.delenv(GLUE_DIR_ENV, raising=False)
+    monkeypatch.delenv("EDGEFT_ALLOW_DOWNLOADS", raising=False)
+    with pytest.raises(ScenarioError, match="EDGEFT_ALLOW_DOWNLOADS=1") as info:
+        read_glue("SST-2", "dev")  # no network is tried: nothing downloads unasked
+    assert "missing" in str(info.value)
+    monkeypatch.setenv("EDGEFT_ALLOW_DOWNLOADS", "1")
     try:
         import datasets  # noqa: F401
     except ImportError:
         with pytest.raises(ScenarioError, match="datasets"):
             read_glue("SST-2", "dev")
-    else:  # pragma: no cover - datasets installed: without network the loader fails cleanly
+    else:  # pragma: no cover - datasets installed: the fallback would try the network
         pytest.skip("datasets installed; the fallback would try the network")
 
 

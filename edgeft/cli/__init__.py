@@ -28,13 +28,14 @@ import numpy as np
 
 from edgeft import __version__
 from edgeft.cli import finetune, profile, reproduce, scenario
+from edgeft.cli.common import Parser
 from edgeft.errors import EdgeftError
 
 COMMAND_GROUPS = (scenario, reproduce, profile, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="edgeft",
         description="Resource management and cooperative fine-tuning at the wireless edge.",
         epilog="Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or unwritable output, "
@@ -57,7 +58,7 @@ def _quiet_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - no file descriptor behind stdout: nothing to silence
         pass
 
 

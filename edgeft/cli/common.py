@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
+import sys
 
 from edgeft.errors import InputError, SettingsMismatch
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in edgeft's form: one line on stderr, the flag and the
+    value named, exit code 2 (no usage block). A negative number in exponent form (``-1e-3``)
+    or ``-inf`` is a value, not an unknown option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
+
+    def error(self, message):
+        message = re.sub(r"^argument (\S+?)(/\S+)?: invalid int value: (.*)$",
+                         r"\1: expected an integer, got \3", message)
+        message = re.sub(r"^argument (\S+?)(/\S+)?: invalid float value: (.*)$",
+                         r"\1: expected a number, got \3", message)
+        message = re.sub(r"^argument (\S+?)(/\S+)?: invalid choice: (.*) \(choose from (.*)\)$",
+                         r"\1: expected one of \4, got \3", message)
+        message = re.sub(r"^argument (\S+?)(/\S+)?: ", r"\1: ", message)
+        print(f"edgeft: error: {message} (edgeft {self.prog.split()[-1]} --help says more)"
+              if self.prog != "edgeft" else f"edgeft: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

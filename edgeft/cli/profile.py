@@ -8,6 +8,7 @@ Example: ``edgeft profile --model random:roberta-base --seq-len 128 --out profil
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from edgeft import checks
 from edgeft.cli.common import HelpFormatter, flag_names
@@ -19,6 +20,7 @@ FLAGS = {"model": "--model", "num_blocks": "--num-blocks", "r": "--lora-r",
          "threads": "--threads", "num_labels": "--num-labels", "out": "--out", "plot": "--plot",
          "analytic": "--analytic"}
 MEASURED_ONLY = ("model", "num_labels", "repeats", "scale", "threads", "seed")
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def add_parsers(sub) -> None:
@@ -95,7 +97,7 @@ def run_analytic_profile(args: argparse.Namespace) -> int:
         raise InputError("analytic", args.analytic, f"one of {', '.join(KNOWN_SPECS)}")
     if args.num_blocks is not None and not 1 <= args.num_blocks <= spec.num_layers:
         raise InputError("num_blocks", args.num_blocks, f"1..{spec.num_layers} ({spec.name})")
-    checks.integer("lora_r", args.lora_r, 1)
+    checks.integer("lora_r", args.lora_r, 1, 65_536)
     spec = dataclasses.replace(spec, lora_rank=args.lora_r)
     work = Workload(batch_size=args.batch_size, seq_len=args.seq_len, tau=args.tau)
     k = args.num_blocks or spec.num_layers
@@ -125,7 +127,10 @@ def run_profile(args: argparse.Namespace) -> int:
         check_output_file(args.out, "out")
         if args.plot:
             check_output_file(args.plot, "plot")
-        if args.analytic:
+            if Path(args.plot).suffix.lower() not in FIGURE_SUFFIXES:
+                raise InputError("plot", args.plot, "a figure file path ending in "
+                                 + ", ".join(FIGURE_SUFFIXES))
+        if args.analytic is not None:
             return run_analytic_profile(args)
         defaults = ProfileConfig()
         cfg = ProfileConfig(**{

@@ -25,6 +25,7 @@ from edgeft.sim.batched import run_rounds_vectorised
 from edgeft.sim.draws import draw_rounds, round_conditions
 from edgeft.sim.system import SimSystem
 from edgeft.sim.trace import Trace
+from edgeft.system.ranges import MAX_BLOCKS, MAX_DEVICES, SNR_DB_RANGE, TOP_RANGES
 
 SWEEPS = ("snr", "bandwidth", "devices")
 SWEEP_AXES = {"snr": "transmit SNR (dB)", "bandwidth": "uplink bandwidth budget B (MHz)",
@@ -56,21 +57,21 @@ class StudyConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     def __post_init__(self):
-        checks.integer("rounds", self.rounds, 2)
+        checks.integer("rounds", self.rounds, 2, 10_000_000)
         checks.integer("seed", self.seed, 0)
-        checks.integer("num_blocks", self.num_blocks, 1)
+        checks.integer("num_blocks", self.num_blocks, 1, MAX_BLOCKS)
         if self.num_devices is not None:
-            checks.integer("num_devices", self.num_devices, 1)
+            checks.integer("num_devices", self.num_devices, 1, MAX_DEVICES)
         if self.snr_db is not None:
-            checks.finite("snr_db", self.snr_db)
+            checks.in_range("snr_db", self.snr_db, *SNR_DB_RANGE)
         if self.bandwidth_hz is not None:
-            checks.positive("bandwidth_hz", self.bandwidth_hz)
+            checks.in_range("bandwidth_hz", self.bandwidth_hz, *TOP_RANGES["bandwidth_hz"])
         for x in self.snr_points_db:
-            checks.finite("snr_points_db", x)
+            checks.in_range("snr_points_db", x, *SNR_DB_RANGE)
         for x in self.bandwidth_points_hz:
-            checks.positive("bandwidth_points_hz", x)
+            checks.in_range("bandwidth_points_hz", x, *TOP_RANGES["bandwidth_hz"])
         for x in self.device_points:
-            checks.integer("device_points", x, 1)
+            checks.integer("device_points", x, 1, MAX_DEVICES)
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
         checks.probability("availability", self.availability)
         checks.fraction("memory_spread", self.memory_spread)
@@ -185,7 +186,7 @@ def check_workers(workers: int | None) -> int:
     """Worker processes: ``None`` is min(2, CPU cores); otherwise a positive integer."""
     if workers is None:
         return min(2, os.cpu_count() or 1)
-    return checks.integer("workers", workers, 1)
+    return checks.integer("workers", workers, 1, 256)
 
 
 def _chunks(num_rounds: int, workers: int) -> list[tuple[int, int]]:

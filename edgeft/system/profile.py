@@ -31,7 +31,7 @@ import numpy as np
 from edgeft import checks
 from edgeft.errors import InputError
 from edgeft.files import read_json, write_text
-from edgeft.system.ranges import BLOCK_RANGES, TOP_RANGES
+from edgeft.system.ranges import BLOCK_RANGES, MAX_BATCH, MAX_SEQ_LEN, TOP_RANGES
 
 # Snapdragon 8 Gen 3 (Adreno 750 GPU): peak FP16 throughput is published at a few TFLOP/s;
 # training kernels on phones sustain well under peak. We take 2 TFLOP/s sustained FP16 as the
@@ -78,8 +78,10 @@ class Workload:
     workspace_bytes: float = 64e6  # runtime and allocator overhead
 
     def __post_init__(self):
-        for name in ("batch_size", "seq_len", "tau", "bytes_per_element"):
-            checks.integer(name, getattr(self, name), 1)
+        checks.integer("seq_len", self.seq_len, 1, MAX_SEQ_LEN)
+        for name in ("batch_size", "tau"):
+            checks.integer(name, getattr(self, name), 1, MAX_BATCH)
+        checks.integer("bytes_per_element", self.bytes_per_element, 1, 16)
         checks.positive("flops_per_s", self.flops_per_s)
         checks.non_negative("workspace_bytes", self.workspace_bytes)
 
@@ -158,6 +160,9 @@ class BlockCostProfile:
         """A profile from its JSON form, checked (:class:`InputError` naming the field)."""
         if not isinstance(data, dict):
             raise InputError("profile", type(data).__name__, "an object")
+        if "devices" in data:
+            raise InputError("devices", "a scenario file", "a block cost profile (edgeft "
+                             "profile writes one), not a scenario")
         for name in ("blocks", "payload_bits"):
             if name not in data:
                 raise InputError.missing(name)

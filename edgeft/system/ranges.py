@@ -22,3 +22,7 @@ BLOCK_RANGES = {
     "compute_s": (0.0, 1e9, "s"),
 }
 SNR_DB_RANGE = (-50.0, 100.0, "dB")  # a transmit SNR given in decibels (generator, sweeps)
+MAX_DEVICES = 1_000_000  # devices in one scenario or study
+MAX_BLOCKS = 1_024  # blocks (layers) of one model
+MAX_SEQ_LEN = 65_536  # tokens per sequence (models hold far fewer positions)
+MAX_BATCH = 1_000_000  # sequences per micro-batch, local iterations per round

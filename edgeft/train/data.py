@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeft.errors import InputError
 from edgeft.files import decode_text, read_bytes
+from edgeft.train.config import DOWNLOADS_ENV, downloads_allowed
 from edgeft.train.tasks import TaskSpec, task_spec
 
 GLUE_DIR_ENV = "EDGEFT_GLUE_DIR"
@@ -126,7 +127,11 @@ def _labels(spec: TaskSpec, raw) -> np.ndarray:
 
 
 def _read_hf(spec: TaskSpec, split: str) -> GlueExamples:
-    """Fallback: the Hugging Face ``datasets`` GLUE loader (needs network access)."""
+    """Fallback: the Hugging Face ``datasets`` GLUE loader (needs network access, and
+    ``EDGEFT_ALLOW_DOWNLOADS=1``)."""
+    if not downloads_allowed():
+        raise InputError.missing("glue_dir", f"a GLUE directory (--glue-dir or ${GLUE_DIR_ENV};"
+                                 f" set {DOWNLOADS_ENV}=1 to download GLUE instead)")
     try:
         import datasets
     except ImportError as exc:

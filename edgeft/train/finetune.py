@@ -202,7 +202,6 @@ def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
         dev_ex = dev_ex.subset(range(min(cfg.dev_limit, len(dev_ex))))
     train = encode(train_ex, tokenizer, max_length=cfg.seq_len)
     dev = encode(dev_ex, tokenizer, max_length=cfg.seq_len)
-    shards = shard_indices(train_ex.labels, cfg.num_devices, cfg.dirichlet_alpha, cfg.seed)
     weights = balanced_class_weights(train_ex.labels) if cfg.class_weights else None
 
     def fresh_blocks() -> LoraBlocks:
@@ -216,6 +215,12 @@ def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
 
     # The settings against the model and the folder's earlier runs, before any work.
     first = fresh_blocks()
+    k, examples = first.num_blocks, len(train_ex)
+    if not k <= cfg.num_devices <= examples:
+        raise InputError("num_devices", cfg.num_devices, f"{k}..{examples}: one device per "
+                         f"block of the model ({k}) at least, one training example per device "
+                         "at most")
+    shards = shard_indices(train_ex.labels, cfg.num_devices, cfg.dirichlet_alpha, cfg.seed)
     check_against_model(cfg, first, shards)
     check_settings(task_dir, cfg, data_fingerprint(train, dev, shards))
 

@@ -30,7 +30,13 @@ import torch
 from torch import nn
 
 from edgeft.errors import InputError
-from edgeft.train.config import LORA_RANK, LORA_TARGETS, POOLINGS
+from edgeft.train.config import (
+    DOWNLOADS_ENV,
+    LORA_RANK,
+    LORA_TARGETS,
+    POOLINGS,
+    downloads_allowed,
+)
 
 LORA_ALPHA = 2 * LORA_RANK
 
@@ -169,6 +175,15 @@ def load_classifier(model: str | None = None, num_labels: int = 2, seed: int = 0
     return use_mean_pooling(loaded) if pooling == "mean" else loaded
 
 
+def _hub_hint(local: bool) -> str:
+    if local:
+        return "a directory holding a transformers model"
+    if downloads_allowed():
+        return "a reachable hub model"
+    return (f"a model directory, random:NAME, or a hub name already in the local cache "
+            f"(set {DOWNLOADS_ENV}=1 to download one)")
+
+
 def _load_classifier(model: str | None, num_labels: int, seed: int) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
@@ -189,15 +204,16 @@ def _load_classifier(model: str | None, num_labels: int, seed: int) -> nn.Module
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per load floods run logs
         try:
             return AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=num_labels, problem_type=problem, local_files_only=local
+                source, num_labels=num_labels, problem_type=problem,
+                local_files_only=local or not downloads_allowed()
             )
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
     except (OSError, ValueError) as exc:
-        what = "a directory holding a transformers model" if local else "a reachable hub model"
-        raise InputError("model", model if model is not None else source, what) from exc
+        raise InputError("model", model if model is not None else source,
+                         _hub_hint(local)) from exc
 
 
 def load_tokenizer(model: str | None = None):
@@ -213,12 +229,13 @@ def load_tokenizer(model: str | None = None):
         )
     source = os.path.expanduser(model)
     local = os.path.isdir(source)
+    if not local and (_looks_like_path(source) or os.path.exists(source)):
+        raise InputError("model", model, "an existing model directory or a hub model name")
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=local)
+        return AutoTokenizer.from_pretrained(source,
+                                             local_files_only=local or not downloads_allowed())
     except (OSError, ValueError) as exc:
-        raise InputError(
-            "model", model, "a model directory or hub name with a tokenizer"
-        ) from exc
+        raise InputError("model", model, _hub_hint(local) + " with a tokenizer") from exc
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
