@@ -57,8 +57,10 @@ def plot_latency(rows, xlabel: str, title: str, path, note: str = "") -> None:
     if drawn:
         ax.set_yscale("log")
     else:
-        ax.text(0.5, 0.5, "no round has an allocation for every scheme\n(infeasible for all: "
-                "see the report)", ha="center", va="center", transform=ax.transAxes)
+        why = ("no round has an allocation for every scheme\n(infeasible for all: see the "
+               "report)" if rows else "no point on this sweep\n(the population has too few "
+               "devices for it)")
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("average round latency (s, log scale)")
     _titles(fig, ax, title, note)

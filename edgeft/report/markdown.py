@@ -130,16 +130,17 @@ def _memory_wall(result: StudyResult, rows) -> list[str]:
              "an allocation exists (BA, JBBA and optimal never hit it: they choose devices with "
              "memory in view). Rounds with no allocation at all count as infeasible for every "
              "scheme and are listed separately.", "",
-             "| N | " + " | ".join(baselines) + " | infeasible for all |",
+             "| " + ("N" if rows["devices"] else "transmit SNR (dB)") + " | "
+             + " | ".join(baselines) + " | infeasible for all |",
              "|" + "---|" * (len(baselines) + 2)]
-    for r0 in (r for r in rows["devices"] if r["scheme"] == baselines[0]):
+    sweep = "devices" if rows["devices"] else "snr"  # as memory_wall.png is drawn
+    for r0 in (r for r in rows[sweep] if r["scheme"] == baselines[0]):
         x = r0["x"]
-        cells = [f"{100 * _row(rows['devices'], x, s)['memory_wall_share']:.1f}%"
+        cells = [f"{100 * _row(rows[sweep], x, s)['memory_wall_share']:.1f}%"
                  for s in baselines]
         lines.append(f"| {x:g} | " + " | ".join(cells) +
                      f" | {100 * r0['infeasible_share']:.1f}% |")
-    if rows["devices"]:
-        lines += ["", "![memory wall](memory_wall.png)"]
+    lines += ["", "![memory wall](memory_wall.png)"]
     lines += ["", "All sweeps: `memory_wall.csv`. The share does not change along the SNR and "
               "bandwidth sweeps: a common gain or budget leaves every ranking unchanged.", ""]
     return lines

@@ -58,14 +58,15 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
     write_csv(out / "memory_wall.csv", wall_rows,
               ("sweep", "x", "scheme", "rounds", "memory_wall_share", "infeasible_share"))
     written.append(out / "memory_wall.csv")
-    if rows["devices"]:
-        plot_memory_wall(rows["devices"], SWEEP_AXES["devices"],
-                         "Rounds the baselines lose to the memory wall",
-                         out / "memory_wall.png",
-                         f"{op.snr_db:g} dB, B = {op.bandwidth_hz / 1e6:g} MHz; "
-                         f"{config.rounds} rounds per point, 95% CI (normal approx.); "
-                         f"seed {config.seed}")
-        written.append(out / "memory_wall.png")
+    # Against N when the devices sweep has points; otherwise (a small scenario file) against SNR.
+    sweep = "devices" if rows["devices"] else "snr"
+    fixed = (f"{op.snr_db:g} dB, B = {op.bandwidth_hz / 1e6:g} MHz" if sweep == "devices"
+             else f"N = {op.num_devices}, B = {op.bandwidth_hz / 1e6:g} MHz")
+    plot_memory_wall(rows[sweep], SWEEP_AXES[sweep],
+                     "Rounds the baselines lose to the memory wall", out / "memory_wall.png",
+                     f"{fixed}; {config.rounds} rounds per point, 95% CI (normal approx.); "
+                     f"seed {config.seed}")
+    written.append(out / "memory_wall.png")
 
     elapsed = time.perf_counter() - start
     report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed)
