@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -64,7 +65,11 @@ def read_bytes(path, field: str, max_bytes: int | None = None) -> bytes:
         data = sys.stdin.buffer.read(max_bytes + 1)
     else:
         try:
-            with open(name, "rb") as f:
+            # Opened without blocking, so a FIFO nobody writes to reads as empty instead of
+            # hanging; then read normally (a pipe with a writer, e.g. <(cmd), still works).
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
                 data = f.read(max_bytes + 1)
         except IsADirectoryError:
             raise InputError(field, name, "a file, not a folder") from None
@@ -110,7 +115,10 @@ def parse_json(text: str, path, field: str, max_depth: int = MAX_JSON_DEPTH):
 def read_json(path, field: str, max_bytes: int | None = None):
     """A JSON file read at the door (see the module docstring)."""
     data = read_bytes(path, field, max_bytes)
-    return parse_json(decode_text(data, path, field), path, field)
+    text = decode_text(data, path, field)
+    if not text.strip():
+        raise InputError(field, str(path), "a JSON file (this one is empty)")
+    return parse_json(text, path, field)
 
 
 def check_output_file(path, field: str) -> Path:

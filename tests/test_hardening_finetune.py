@@ -49,7 +49,8 @@ def with_flag(argv, flag, value):
 
 
 @pytest.mark.parametrize("flag,value,words", [
-    ("--seq-len", "100000", "at most the model's 512 positions"),
+    ("--seq-len", "600", "at most the model's 512 positions"),
+    ("--seq-len", "100000", "8..65,536"),
     ("--lora-r", "1000", "at most the model's width (384)"),
     ("--batch-size", "1000", "at most the 64 training examples"),
     ("--devices", "1000", "6..64"),
