@@ -398,9 +398,14 @@ def test_huge_numbers_print_in_scientific_form(tmp_path, capsys):
 
 
 def test_ba_hungarian_warns_on_a_large_instance(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("edgeft.cli.scenario.SLOW_MATCHING_CELLS", 10)
+    import dataclasses
+
+    from edgeft.deft import schemes
+
+    slow = dataclasses.replace(schemes.SCHEMES["ba-hungarian"], slow_above_pairs=10)
+    monkeypatch.setitem(schemes._REGISTRY, "ba-hungarian", slow)
     code, _, err = run(capsys, ["schedule", SMALL, "--scheme", "ba-hungarian"])
-    assert code == 0 and "warning: ba-hungarian" in err
+    assert code == 0 and "warning: ba-hungarian" in err and "takes minutes" in err
 
 
 # -- 6. papercuts ----------------------------------------------------------------------------

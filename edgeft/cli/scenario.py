@@ -9,7 +9,6 @@ from edgeft.cli.common import HelpFormatter, flag_names, number
 from edgeft.deft.schemes import SCHEMES
 from edgeft.scenario import POPULATIONS
 
-SLOW_MATCHING_CELLS = 5_000_000  # ba-hungarian: ~3.5 s at 10,000 x 96 pairs, minutes beyond
 SCENARIO_FLAGS = {"num_devices": "--devices", "num_blocks": "--blocks", "seed": "--seed",
                   "snr_db": "--snr-db", "profile": "--profile", "out": "--out",
                   "population": "--population"}
@@ -92,11 +91,11 @@ def run_schedule(args) -> int:
 
     with flag_names({"seed": "--seed", "scheme": "--scheme"}):
         scenario = scenario_arrays(args.scenario)
-        cells = len(scenario.compute_ref_s) * len(scenario.compute_factor)
-        if args.scheme == "ba-hungarian" and cells > SLOW_MATCHING_CELLS:
-            print(f"edgeft: warning: ba-hungarian, the conventional linear threshold search, "
-                  f"takes minutes on {cells:,} block-device pairs; ba gives the same latency "
-                  "at once", file=sys.stderr)
+        pairs = len(scenario.compute_ref_s) * len(scenario.compute_factor)
+        slow = SCHEMES[args.scheme].slow_above_pairs
+        if slow is not None and pairs > slow:
+            print(f"edgeft: warning: {args.scheme} ({SCHEMES[args.scheme].label}) takes "
+                  f"minutes on {pairs:,} block-device pairs", file=sys.stderr)
         result = schedule(scenario, args.scheme, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
