@@ -20,6 +20,14 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _finite(value) -> bool:
+    """A real number that is finite as a float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def integer(field: str, value, minimum: int = 0, maximum: int | None = None) -> int:
     """An integer of at least ``minimum`` (and at most ``maximum``)."""
     if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
@@ -28,47 +36,37 @@ def integer(field: str, value, minimum: int = 0, maximum: int | None = None) -> 
         else:
             expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
                 minimum, f"an integer of at least {minimum}")
-        raise InputError(field, _shown(value), expected)
+        raise InputError(field, value, expected)
     return int(value)
 
 
 def finite(field: str, value) -> float:
     """A finite real number."""
-    if not _is_real(value) or not math.isfinite(value):
+    if not _is_real(value) or not _finite(value):
         raise InputError(field, value, "a finite number")
     return float(value)
 
 
 def positive(field: str, value, what: str = "a positive finite number") -> float:
     """A finite number above zero; ``what`` says what it is in the message."""
-    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+    if not _is_real(value) or not _finite(value) or value <= 0:
         raise InputError(field, value, what)
     return float(value)
 
 
 def non_negative(field: str, value, what: str = "a non-negative finite number") -> float:
     """A finite number of at least zero."""
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
+    if not _is_real(value) or not _finite(value) or value < 0:
         raise InputError(field, value, what)
     return float(value)
 
 
 def in_range(field: str, value, low: float, high: float, unit: str = "") -> float:
     """A real number in [low, high] (``unit`` shown in the message)."""
-    if not _is_real(value) or not math.isfinite(value) or not low <= value <= high:
+    if not _is_real(value) or not _finite(value) or not low <= value <= high:
         unit = f" {unit}" if unit else ""
-        raise InputError(field, _shown(value), f"a number in [{low:g}, {high:g}]{unit}")
+        raise InputError(field, value, f"a number in [{low:g}, {high:g}]{unit}")
     return float(value)
-
-
-def _shown(value):
-    """A value as it may go into a one-line message (huge or odd ones shortened)."""
-    if isinstance(value, bool) or not _is_real(value):
-        text = repr(value)
-        return value if len(text) <= 60 else text[:57] + "..."
-    if _is_int(value) and len(str(value)) > 20:
-        return float("inf") if value > 0 else float("-inf")
-    return value
 
 
 def probability(field: str, value) -> float:

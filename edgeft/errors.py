@@ -14,6 +14,35 @@ class EdgeftError(Exception):
     exit_code = 1
 
 
+MAX_SHOWN = 240  # characters of a value an error message shows (a long path fits)
+
+
+class Shown(str):
+    """Text an error message shows as it is, in quotes (already escaped, already short)."""
+
+    def __repr__(self) -> str:
+        return f"'{self}'"
+
+
+def shown(value) -> str:
+    """A value as a one-line message shows it: its repr, shortened; a huge integer described;
+    control characters escaped."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            digits = len(str(abs(value)))
+        except ValueError:  # beyond Python's 4,300-digit conversion limit
+            digits = value.bit_length() * 30103 // 100000 + 1
+        if digits > 20:
+            return f"an integer of {digits:,} digits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - an object whose repr fails
+        text = f"<{type(value).__name__}>"
+    text = text.encode("unicode_escape", errors="backslashreplace").decode("ascii") \
+        if not text.isprintable() else text
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
 class InputError(EdgeftError, ValueError):
     """Bad input of any kind (scenario field, flag, setting, model path, checkpoint): names the
     offending field and the value it had. Exit code 2."""
@@ -26,7 +55,7 @@ class InputError(EdgeftError, ValueError):
         if is_missing:
             super().__init__(f"{field}: missing (expected {expected})")
         else:
-            super().__init__(f"{field}: expected {expected}, got {value!r}")
+            super().__init__(f"{field}: expected {expected}, got {shown(value)}")
 
     @classmethod
     def missing(cls, field: str, expected: str = "a value") -> InputError:
@@ -53,17 +82,24 @@ class SettingsMismatch(InputError):
         self.field, self.value, self.expected = "settings", folder, self._message()
 
     def _message(self) -> str:
-        diffs = "; ".join(f"{name} {here!r} here, {there!r} there"
+        diffs = "; ".join(f"{name} {shown(here)} here, {shown(there)} there"
                           for name, here, there in self.differences)
         return f"{self.folder} holds a run with other settings ({diffs}); {self.advice}"
 
     def renamed(self, field: str) -> InputError:
         return self
 
-    def with_names(self, names: dict[str, str]) -> SettingsMismatch:
-        """The same mismatch with each setting under the name the user knows (its flag)."""
-        return SettingsMismatch(self.folder, [(names.get(n, n), a, b)
-                                              for n, a, b in self.differences], self.advice)
+    def with_names(self, names: dict) -> SettingsMismatch:
+        """The same mismatch with each setting under the name the user knows (its flag);
+        ``names[setting]`` is the flag, or ``(flag, how to show a value)``."""
+        out = []
+        for name, here, there in self.differences:
+            flag = names.get(name, name)
+            if isinstance(flag, tuple):
+                flag, show = flag
+                here, there = show(here), show(there)
+            out.append((flag, here, there))
+        return SettingsMismatch(self.folder, out, self.advice)
 
 
 class OutputError(EdgeftError):

@@ -33,6 +33,7 @@ from edgeft.errors import InputError, OutputError
 MAX_FILE_BYTES = 256 * 2**20  # 256 MiB: a scenario of about a million devices
 MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 30
+_STDIN: dict[str, bytes] = {}  # standard input, once read
 
 
 def _parse_int(text: str):
@@ -62,7 +63,12 @@ def read_bytes(path, field: str, max_bytes: int | None = None) -> bytes:
     if name == "":
         raise InputError(field, name, "a file path")
     if name == "-":
-        data = sys.stdin.buffer.read(max_bytes + 1)
+        if "-" not in _STDIN:  # read once: a command may look at its input twice
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is None:
+                raise InputError(field, name, "standard input to read (it is closed)")
+            _STDIN["-"] = stream.read(max_bytes + 1)
+        data = _STDIN["-"]
     else:
         try:
             # Opened without blocking, so a FIFO nobody writes to reads as empty instead of
@@ -137,6 +143,27 @@ def check_output_file(path, field: str) -> Path:
     if out.exists() and not os.access(out, os.W_OK):
         raise InputError(field, str(path), "a writable file (this one is read-only)")
     return out
+
+
+def check_apart(outputs: dict, inputs: dict) -> None:
+    """No output path is another output's or an input's (``{field: path or paths}``): writing
+    one must not destroy the other."""
+    def real(path) -> str:
+        return os.path.realpath(os.fspath(path))
+
+    seen: dict[str, str] = {}
+    for field, paths in inputs.items():
+        for path in paths if isinstance(paths, list | tuple) else [paths]:
+            if path is not None and str(path) not in ("", "-"):
+                seen.setdefault(real(path), field)
+    for field, path in outputs.items():
+        if path is None or str(path) == "":
+            continue
+        other = seen.get(real(path))
+        if other is not None:
+            raise InputError(field, str(path), f"a path that is not also {other}'s (writing it "
+                             "would destroy that)")
+        seen[real(path)] = field
 
 
 def check_output_dir(path, field: str) -> Path:

@@ -60,8 +60,7 @@ def _device_id(value, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise InputError(field, value, "a non-empty string")
     if len(value) > MAX_ID_CHARS or not value.isprintable():
-        shown = value[:MAX_ID_CHARS].encode("unicode_escape").decode("ascii")
-        raise InputError(field, shown, f"a printable string of at most {MAX_ID_CHARS} "
+        raise InputError(field, value, f"a printable string of at most {MAX_ID_CHARS} "
                          "characters (no control characters or line breaks)")
     return value
 
@@ -82,6 +81,10 @@ def _list(value, field: str) -> list:
 def validate_scenario(scenario) -> dict:
     """Check a scenario dict; return it unchanged, or raise InputError naming field and value."""
     scenario = _object(scenario, "scenario")
+    if "blocks" in scenario and "payload_bits" in scenario and "devices" not in scenario \
+            and "bandwidth_hz" not in scenario:
+        raise InputError("scenario", "a block cost profile", "a scenario (a profile's blocks "
+                         "become one through edgeft scenario --profile)")
     for name in (*TOP_FIELDS, "devices", "blocks"):
         if name not in scenario:
             raise InputError.missing(name)
@@ -89,6 +92,8 @@ def validate_scenario(scenario) -> dict:
         checks.in_range(name, scenario[name], *spec)
 
     devices = _list(scenario["devices"], "devices")
+    if len(devices) > MAX_DEVICES:
+        raise InputError("devices", f"{len(devices):,} devices", f"at most {MAX_DEVICES:,}")
     seen: dict[str, int] = {}
     for i, dev in enumerate(devices):
         dev = _object(dev, f"devices[{i}]")

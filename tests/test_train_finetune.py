@@ -271,7 +271,7 @@ def test_lora_rank_and_targets_are_recorded_and_a_checkpoint_of_another_adapter_
     capsys.readouterr()
     assert main(args + ["--lora-r", "4"]) == 2  # LoRA on query and value only: refused
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--lora-targets ['query', 'value'] here" in err, err
+    assert len(err.splitlines()) == 1 and "--lora-targets 'query,value' here" in err, err
     assert main(args + ["--lora-targets", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(args + ["--lora-r", "0"]) == 2

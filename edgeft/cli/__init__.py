@@ -29,7 +29,7 @@ import numpy as np
 from edgeft import __version__
 from edgeft.cli import finetune, profile, reproduce, scenario
 from edgeft.cli.common import Parser
-from edgeft.errors import EdgeftError
+from edgeft.errors import EdgeftError, OutputError
 
 COMMAND_GROUPS = (scenario, reproduce, profile, finetune)
 
@@ -62,13 +62,67 @@ def _quiet_stdout() -> None:
         pass
 
 
+class _Stdout:
+    """Standard output whose failed writes (a full disk) are an :class:`OutputError` naming it;
+    a closed pipe stays a BrokenPipeError (exit 141)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError("standard output", exc.strerror or str(exc)) from None
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _say(text: str) -> None:
+    """One line on stderr (a closed or full stderr loses it, but never raises)."""
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
     # torch's OpenMP threads busy-wait by default, which starves a small shared machine;
     # this must be set before torch is imported (the commands import it lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if sys.stdout is None:  # started with standard output closed: what it says is lost
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a refused flag (said already)
+        try:
+            sys.stdout.flush()
+        except (OSError, EdgeftError) as exc:
+            _say(f"edgeft: error: {exc}")
+            return 2
+        raise done from None
+    except EdgeftError as exc:  # standard output failed while printing the help
+        _say(f"edgeft: error: {exc}")
+        return exc.exit_code
     args.argv = argv
     # A polite kill (SIGTERM) stops like Ctrl-C, so long runs write their checkpoint first.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -82,28 +136,52 @@ def main(argv=None) -> int:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 warnings.simplefilter("ignore", UserWarning)
             code = int(args.func(args) or 0)
-        sys.stdout.flush()
-        return code
     except EdgeftError as exc:
-        print(f"edgeft: error: {exc}", file=sys.stderr)
+        _say(f"edgeft: error: {exc}")
+        if isinstance(exc, OutputError) and exc.path == "standard output":
+            _quiet_stdout()
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print(f"edgeft: {exc.args[0] if exc.args else 'interrupted'}", file=sys.stderr)
+        _say(f"edgeft: {exc.args[0] if exc.args else 'interrupted'}")
         return 130
     except BrokenPipeError:
         _quiet_stdout()
         return 141
-    except OSError as exc:  # a file vanished or filled up mid-run; or standard output did
-        where = exc.filename if exc.filename is not None else "standard output"
-        print(f"edgeft: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
-        _quiet_stdout()
+    except MemoryError:
+        _say("edgeft: error: out of memory: this run needs more memory than is free (smaller "
+             "--batch-size, --seq-len, --devices or --rounds need less)")
+        return 2
+    except OSError as exc:  # a file vanished or filled up mid-run, or standard output did
+        where = exc.filename
+        if where is None:
+            try:
+                sys.stdout.flush()
+                where = "an output"
+            except OSError:
+                where = "standard output"
+                _quiet_stdout()
+        _say(f"edgeft: error: cannot write {where}: {exc.strerror or exc}")
         return 2
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
         if debug:
             raise
-        print(f"edgeft: internal error: {type(exc).__name__}: {exc} (a bug: please report "
-              "it with the command; EDGEFT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        if isinstance(exc, RuntimeError) and "allocate" in str(exc):  # torch out of memory
+            _say("edgeft: error: out of memory: this run needs more memory than is free "
+                 "(smaller --batch-size, --seq-len or --devices need less)")
+            return 2
+        _say(f"edgeft: internal error: {type(exc).__name__}: {exc} (a bug: please report it "
+             "with the command; EDGEFT_DEBUG=1 shows the traceback)")
         return 1
+    try:  # what is still buffered for standard output
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except EdgeftError as exc:
+        _say(f"edgeft: error: {exc}")
+        _quiet_stdout()
+        return exc.exit_code
+    return code
 
 
 if __name__ == "__main__":

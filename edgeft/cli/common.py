@@ -28,6 +28,7 @@ class Parser(argparse.ArgumentParser):
         message = re.sub(r"^argument (\S+?)(/\S+)?: invalid choice: (.*) \(choose from (.*)\)$",
                          r"\1: expected one of \4, got \3", message)
         message = re.sub(r"^argument (\S+?)(/\S+)?: ", r"\1: ", message)
+        message = re.sub(r"'([^']{60})[^']{4,}'", r"'\1...'", message)  # a value is shown short
         print(f"edgeft: error: {message} (edgeft {self.prog.split()[-1]} --help says more)"
               if self.prog != "edgeft" else f"edgeft: error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -62,7 +63,8 @@ def flag_names(flags: dict[str, str]):
     except InputError as err:
         head, sep, rest = err.field.partition(" ")
         if head in flags:
-            raise err.renamed(flags[head] + sep + rest) from None
+            flag = flags[head][0] if isinstance(flags[head], tuple) else flags[head]
+            raise err.renamed(flag + sep + rest) from None
         raise
 
 

@@ -14,14 +14,21 @@ from edgeft.train.tasks import task_spec
 
 FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
          "pooling": "--pooling", "lora_r": "--lora-r", "r": "--lora-r",
-         "lora_targets": "--lora-targets", "target_modules": "--lora-targets",
+         "target_modules": "--lora-targets",
          "schemes": "--schemes", "num_devices": "--devices", "rounds": "--rounds",
          "batch_size": "--batch-size", "seq_len": "--seq-len", "tau": "--tau", "lr": "--lr",
          "head_lr_scale": "--head-lr-scale", "class_weights": "--class-weights",
          "eval_every": "--eval-every", "snr_db": "--snr-db", "seed": "--seed",
          "dirichlet_alpha": "--dirichlet-alpha", "train_limit": "--train-limit",
-         "dev_limit": "--dev-limit", "profile": "--profile", "lr_decay": "--constant-lr",
-         "out": "--out"}
+         "dev_limit": "--dev-limit", "profile": "--profile", "out": "--out",
+         # in a settings mismatch: how the flag shows the stored value
+         "lr_decay": ("--constant-lr", lambda v: not v if isinstance(v, bool) else v),
+         "lora_targets": ("--lora-targets",
+                          lambda v: ",".join(map(str, v)) if isinstance(v, list) else v),
+         "cost model": "--profile (the cost model's content)",
+         "training data": "the training data (--glue-dir files, --train-limit, --devices, "
+                          "--dirichlet-alpha)",
+         "dev data": "the dev data (--glue-dir files, --dev-limit)"}
 PLAN_FIELDS = ("rounds", "seq_len", "eval_every", "pooling", "head_lr_scale", "class_weights")
 
 
@@ -164,9 +171,13 @@ def run_finetune(args: argparse.Namespace) -> int:
     from edgeft.files import check_output_dir
 
     command = "edgeft " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+    from edgeft.train.finetune import check_inputs
+
     with flag_names(FLAGS):
         configs = finetune_configs(args)
         check_output_dir(args.out, "out")
+        for cfg in configs:  # every task's inputs, before the first task runs
+            check_inputs(cfg)
         for cfg in configs:
             summary = run_study(cfg, args.out, command)
             metric = summary["metric"]
@@ -183,13 +194,15 @@ def run_finetune(args: argparse.Namespace) -> int:
 def run_table(args: argparse.Namespace) -> int:
     """Handler of ``edgeft table``."""
     from edgeft.errors import InputError
-    from edgeft.files import check_output_file, write_text
+    from edgeft.files import check_apart, check_output_file, write_text
     from edgeft.report.studies import read_studies, why_no_studies
     from edgeft.report.table1 import table_markdown, time_table
 
     with flag_names({"target_share": "--target", "runs": "--runs", "out": "--out"}):
-        if args.out:
+        if args.out is not None:
             check_output_file(args.out, "out")
+            check_apart({"out": args.out}, {"runs": [p for p in Path(args.runs).rglob("*")
+                                                     if p.is_file()]})
         rows = time_table(args.runs, args.target)
         if not rows:
             studies = read_studies(args.runs)
@@ -199,6 +212,6 @@ def run_table(args: argparse.Namespace) -> int:
             raise InputError("runs", args.runs, why)
     text = table_markdown(rows, args.target)
     print(text)
-    if args.out:
+    if args.out is not None:
         write_text(args.out, text + "\n")
     return 0

@@ -74,12 +74,12 @@ def _scale(value: str | None) -> float:
 
     if value is None:
         return 1.0
-    if value == "snapdragon":
+    if value.strip().lower() == "snapdragon":
         return reference_scale()
     try:
         return float(value)
     except ValueError:
-        return float("nan")  # ProfileConfig names the flag and the value
+        raise InputError("scale", value, "a number in [1e-06, 1e+06] or 'snapdragon'") from None
 
 
 def run_analytic_profile(args: argparse.Namespace) -> int:
@@ -101,7 +101,11 @@ def run_analytic_profile(args: argparse.Namespace) -> int:
     spec = dataclasses.replace(spec, lora_rank=args.lora_r)
     work = Workload(batch_size=args.batch_size, seq_len=args.seq_len, tau=args.tau)
     k = args.num_blocks or spec.num_layers
-    profile = analytic_profile(spec, work, num_blocks=k)
+    try:
+        profile = analytic_profile(spec, work, num_blocks=k)
+    except InputError as err:  # a workload whose costs leave the model's range
+        raise InputError("batch_size", f"{work.batch_size} x {work.seq_len} tokens x tau "
+                         f"{work.tau}", f"a workload whose costs stay in range ({err})") from None
     profile.meta.update(model=spec.name, batch_size=work.batch_size, seq_len=work.seq_len,
                         tau=work.tau, dtype="analytic, 16-bit", scale="reference device")
     return _write(profile, args, f"analytic profile: {spec.name}, {k} depths")
@@ -112,7 +116,7 @@ def _write(profile, args: argparse.Namespace, what: str) -> int:
     from edgeft.report.fig4 import plot_fig4
 
     profile.save(args.out)
-    if args.plot:
+    if args.plot is not None:
         plot_fig4(profile, args.plot)
     print(f"{what} -> {args.out}" + (f", plot -> {args.plot}" if args.plot else ""))
     return 0
@@ -120,12 +124,13 @@ def _write(profile, args: argparse.Namespace, what: str) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     """Handler of ``edgeft profile``: build the model, profile every depth, save (and plot)."""
-    from edgeft.files import check_output_file
+    from edgeft.files import check_apart, check_output_file
     from edgeft.train.config import DEFAULT_MODEL, ProfileConfig
 
     with flag_names(FLAGS):
         check_output_file(args.out, "out")
-        if args.plot:
+        check_apart({"out": args.out, "plot": args.plot}, {})
+        if args.plot is not None:
             check_output_file(args.plot, "plot")
             if Path(args.plot).suffix.lower() not in FIGURE_SUFFIXES:
                 raise InputError("plot", args.plot, "a figure file path ending in "

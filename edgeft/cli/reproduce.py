@@ -84,12 +84,12 @@ def run_reproduce(args: argparse.Namespace) -> int:
         # Everything the run needs, checked before any work.
         config = study_config(args)
         workers = check_workers(args.workers)
-        if args.scenario:
+        if args.scenario is not None:
             load_scenario(args.scenario)
         check_output_dir(args.out, "out")
-        if args.glue_dir:
+        if args.glue_dir is not None:
             check_glue_dir(args.glue_dir, TABLE_PLAN)
-        elif args.finetune_runs and not read_studies(args.finetune_runs):
+        elif args.finetune_runs is not None and not read_studies(args.finetune_runs, True):
             raise InputError("finetune_runs", args.finetune_runs,
                              why_no_studies(args.finetune_runs))
         with folder_lock(args.out, "out", command):
@@ -101,7 +101,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                 print(f"edgeft: warning: infeasible for all at {len(done['infeasible_points'])} "
                       f"of {done['points']} points (no round with an allocation for every "
                       "scheme); the report says which", file=sys.stderr)
-            if args.glue_dir or args.finetune_runs:
+            if args.glue_dir is not None or args.finetune_runs is not None:
                 _add_finetuning(args, command)
     return 0
 
@@ -113,7 +113,7 @@ def _add_finetuning(args: argparse.Namespace, command: str) -> None:
     from edgeft.report.finetune_section import finetune_section
 
     runs = Path(args.finetune_runs or Path(args.out) / "finetune")
-    if args.glue_dir:
+    if args.glue_dir is not None:
         from edgeft.train.plan import table_configs
 
         for cfg in table_configs(args.glue_dir, quick=args.quick, seed=args.seed,

@@ -55,14 +55,15 @@ def run_scenario(args) -> int:
     """Handler of ``edgeft scenario``."""
     from edgeft.deft.problem import DeftProblem
     from edgeft.deft.schedule import memory_wall_message
-    from edgeft.files import check_output_file, json_text, write_text
+    from edgeft.files import check_apart, check_output_file, json_text, write_text
     from edgeft.scenario import default_profile, generate_scenario, population_config
     from edgeft.system.profile import BlockCostProfile
 
     with flag_names(SCENARIO_FLAGS):
-        if args.out:
+        if args.out is not None:
             check_output_file(args.out, "out")
-        if args.profile:
+            check_apart({"out": args.out}, {"profile": args.profile})
+        if args.profile is not None:
             profile = BlockCostProfile.load(args.profile)
             blocks = profile.num_blocks if args.blocks is None else args.blocks
         else:
@@ -77,7 +78,7 @@ def run_scenario(args) -> int:
             "device memory from the blocks' own needs"
         print(f"edgeft: warning: {why}{hint}", file=sys.stderr)
     text = json_text(scenario, indent=2) + "\n"
-    if args.out:
+    if args.out is not None:
         write_text(args.out, text)
     else:
         sys.stdout.write(text)

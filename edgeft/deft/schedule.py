@@ -13,7 +13,7 @@ from edgeft.deft.baselines import MemoryWallError
 from edgeft.deft.problem import Allocation, DeftProblem
 from edgeft.deft.schemes import SCHEMES, check_schemes
 from edgeft.deft.validate import allocation_violations
-from edgeft.errors import InfeasibleError
+from edgeft.errors import EdgeftError, InfeasibleError, InputError, SchemeError
 from edgeft.system.latency import round_latency_s
 
 
@@ -80,6 +80,8 @@ def memory_wall_message(problem: DeftProblem) -> str | None:
 def schedule_arrays(problem: DeftProblem, scheme: str, rng: np.random.Generator | None = None,
                     check: bool = True) -> ScheduleResult:
     """Run ``scheme`` on validated arrays; raise InfeasibleError when no allocation exists."""
+    if not isinstance(scheme, str):
+        raise InputError("scheme", scheme, "a scheme name")
     check_schemes(scheme, "scheme")
     start = time.perf_counter()
     try:
@@ -89,14 +91,25 @@ def schedule_arrays(problem: DeftProblem, scheme: str, rng: np.random.Generator 
         if why:  # no allocation exists for anyone: not this scheme's wall
             raise InfeasibleError(why) from None
         raise
+    except EdgeftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a registered scheme's own failure, named
+        raise SchemeError(f"scheme {scheme} failed: {type(exc).__name__}: {exc}") from exc
     elapsed = time.perf_counter() - start
     if alloc is None:
         raise InfeasibleError(memory_wall_message(problem)
                               or "no allocation: no assignment has a finite latency")
+    if not isinstance(alloc, Allocation):
+        raise SchemeError(f"scheme {scheme} returned a {type(alloc).__name__}, not an "
+                          "Allocation")
     if check:
-        bad = allocation_violations(problem, alloc)
+        try:
+            bad = allocation_violations(problem, alloc)
+        except (TypeError, ValueError, IndexError) as exc:
+            bad = [f"{type(exc).__name__}: {exc}"]
         if bad:
-            raise AssertionError(f"{scheme} returned an invalid allocation: {bad}")
+            raise SchemeError(f"scheme {scheme} returned an invalid allocation: "
+                              + "; ".join(bad[:3]))
     cmp, up = alloc.latencies_s(problem)
     if not np.all(np.isfinite(cmp + up)):
         raise InfeasibleError("no allocation: no assignment has a finite latency")
@@ -112,6 +125,8 @@ def schedule(scenario, scheme: str, seed: int = 0) -> dict:
     Raises InputError (exit code 2) on a bad scenario, InfeasibleError (3) when no allocation
     exists or a baseline hits the memory wall.
     """
+    if not isinstance(scheme, str):
+        raise InputError("scheme", scheme, "a scheme name")
     check_schemes(scheme, "scheme")
     checks.integer("seed", seed, 0)
     problem = DeftProblem.from_scenario(scenario)

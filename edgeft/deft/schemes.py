@@ -17,12 +17,14 @@ Studies (:data:`STUDIES`): ``latency`` is ``edgeft reproduce``'s sweep (Figs. 5,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
+from edgeft import checks
 from edgeft.deft.ba import ba_crunch
 from edgeft.deft.baselines import (
     RankingKey,
@@ -43,6 +45,8 @@ Solver = Callable[[DeftProblem, "np.random.Generator | None"], "Allocation | Non
 
 BANDWIDTH = ("equal", "joint")
 STUDIES = ("latency", "finetune", "table1")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
+RESERVED = ("centralized",)  # the oracle's run folder
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,19 @@ class Scheme:
     slow_above_pairs: int | None = None  # block-device pairs beyond which it takes minutes
 
     def __post_init__(self):
-        if self.bandwidth not in BANDWIDTH:
-            raise ValueError(f"bandwidth: expected one of {BANDWIDTH}, got {self.bandwidth!r}")
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name) or \
+                self.name in RESERVED:
+            raise InputError("name", self.name, "a scheme name of lower-case letters, digits, "
+                             "'-', '_' or '.' (it names a folder and a flag value), not "
+                             + " or ".join(RESERVED))
+        if not callable(self.solve):
+            raise InputError("solve", self.solve, "a function solve(problem, rng)")
+        checks.choice("bandwidth", self.bandwidth, BANDWIDTH)
+        if isinstance(self.studies, str) or not all(isinstance(x, str) for x in self.studies):
+            raise InputError("studies", self.studies, "a set of study names")
         unknown = set(self.studies) - set(STUDIES)
         if unknown:
-            raise ValueError(f"studies: expected names among {STUDIES}, got {sorted(unknown)}")
+            raise InputError("studies", sorted(unknown), f"names among {', '.join(STUDIES)}")
 
 
 _REGISTRY: dict[str, Scheme] = {}
@@ -77,8 +89,10 @@ SCHEMES = MappingProxyType(_REGISTRY)
 
 def register(scheme: Scheme) -> Scheme:
     """Add ``scheme`` to :data:`SCHEMES`; a name is registered once."""
+    if not isinstance(scheme, Scheme):
+        raise InputError("scheme", scheme, "an edgeft.Scheme")
     if scheme.name in _REGISTRY:
-        raise ValueError(f"scheme {scheme.name!r} is already registered")
+        raise InputError("name", scheme.name, "a name not registered yet")
     _REGISTRY[scheme.name] = scheme
     return scheme
 
@@ -104,8 +118,13 @@ def presentation_order(names) -> list[str]:
 def check_schemes(names, field: str = "schemes") -> tuple[str, ...]:
     """``names`` as a tuple if it is a non-empty collection of registered names, else
     :class:`InputError` naming ``field``."""
-    names = (names,) if isinstance(names, str) else tuple(names)
-    if not names or any(n not in _REGISTRY for n in names):
+    if isinstance(names, str):
+        names = (names,)
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise InputError(field, names, f"names among {', '.join(_REGISTRY)}") from None
+    if not names or any(not isinstance(n, str) or n not in _REGISTRY for n in names):
         raise InputError(field, ",".join(map(str, names)) or names,
                          f"names among {', '.join(_REGISTRY)}")
     return names

@@ -20,6 +20,8 @@ def allocation_violations(problem: DeftProblem, alloc: Allocation, rtol: float =
     band = np.asarray(alloc.bandwidth_hz, dtype=float)
     if dev.shape != (k,) or band.shape != (k,):
         return [f"expected {k} blocks, got devices {dev.shape} and bandwidths {band.shape}"]
+    if dev.dtype.kind not in "iu":
+        return [f"device indices of type {dev.dtype}, not integers"]
     if len(set(dev.tolist())) != k:
         out.append("a device holds more than one block")
     for d in range(k):

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from edgeft.report.figures import save
 from edgeft.system.profile import BlockCostProfile
 
 
@@ -49,4 +50,4 @@ def plot_fig4(profile: BlockCostProfile, path) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)

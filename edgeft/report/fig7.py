@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edgeft.deft.schemes import presentation_order
-from edgeft.report.figures import style
+from edgeft.report.figures import save, style
 
 
 def plot_fig7(summary: dict, path: str | Path, target_share: float = 0.95) -> None:
@@ -37,4 +37,4 @@ def plot_fig7(summary: dict, path: str | Path, target_share: float = 0.95) -> No
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, dpi=120)

@@ -10,6 +10,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edgeft.deft.schemes import SCHEMES, baseline_names, presentation_order
+from edgeft.errors import OutputError
+
+
+def save(fig: Figure, path, dpi: int) -> None:
+    """Write a figure; a failed write (a full disk) is an :class:`OutputError` naming it."""
+    try:
+        fig.savefig(path, dpi=dpi)
+    except OSError as exc:
+        raise OutputError(str(path), exc.strerror or str(exc)) from None
 
 
 def style(scheme: str) -> tuple[str, str | None, str]:
@@ -67,7 +76,7 @@ def plot_latency(rows, xlabel: str, title: str, path, note: str = "") -> None:
     ax.grid(True, which="both", alpha=0.3)
     if drawn:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.savefig(path, dpi=130)
+    save(fig, path, dpi=130)
 
 
 def plot_memory_wall(rows, xlabel: str, title: str, path, note: str = "") -> None:
@@ -93,4 +102,4 @@ def plot_memory_wall(rows, xlabel: str, title: str, path, note: str = "") -> Non
     ax.grid(True, alpha=0.3)
     if drawn:
         ax.legend(fontsize=8)
-    fig.savefig(path, dpi=130)
+    save(fig, path, dpi=130)

@@ -40,7 +40,7 @@ def recipe_words(config: dict) -> str:
 def finetune_section(runs: str | Path, out_dir: str | Path, target_share: float = 0.95) -> str:
     """Markdown for the studies under ``runs``; figures drawn into ``out_dir``."""
     runs, out_dir = Path(runs), Path(out_dir)
-    summaries = read_studies(runs)
+    summaries = read_studies(runs, full=True)
     lines = ["## Fine-tuning: dev metric against modelled time (paper Fig. 7, Table I)", ""]
     if not summaries:
         return "\n".join(lines + [f"No finished `edgeft finetune` study under `{runs}`.", ""])

@@ -11,7 +11,7 @@ from edgeft.errors import InputError
 from edgeft.files import read_json
 
 
-def _check(summary, path: Path) -> dict:
+def _check(summary, path: Path, full: bool) -> dict:
     field = f"runs {path}"
     if not isinstance(summary, dict):
         raise InputError(field, type(summary).__name__, "a study summary (an object)")
@@ -31,16 +31,49 @@ def _check(summary, path: Path) -> dict:
             raise InputError(f"{field}: curves.{name}", "a malformed curve",
                              "equal-length lists of modelled times and metrics")
         curve["metric"] = [float("nan") if v is None else v for v in curve["metric"]]
-    for key in ("config", "runs", "cost_model"):
-        if not isinstance(summary.get(key, {}), dict):
-            raise InputError(f"{field}: {key}", type(summary[key]).__name__, "an object")
+    for key in ("task", "metric"):
+        if not isinstance(summary[key], str) or not summary[key].isprintable():
+            raise InputError(f"{field}: {key}", summary[key], "a printable name")
+    baseline = summary.get("constant_baseline")
+    if baseline is not None and not _finite(baseline):
+        raise InputError(f"{field}: constant_baseline", baseline, "a number or null")
+    for key, needs in (("config", CONFIG_KEYS), ("cost_model", COST_KEYS), ("runs", {})):
+        if key not in summary and (key == "runs" or not full):
+            continue
+        if key not in summary:
+            raise InputError.missing(f"{field}: {key}", "what the report describes")
+        value = summary[key]
+        if not isinstance(value, dict):
+            raise InputError(f"{field}: {key}", type(value).__name__, "an object")
+        for name, kind in needs.items():
+            if not isinstance(value.get(name), kind) or isinstance(value.get(name), bool):
+                raise InputError(f"{field}: {key}.{name}", value.get(name),
+                                 f"a {kind.__name__ if isinstance(kind, type) else 'number'}")
+    for name, run in summary.get("runs", {}).items():
+        lost = run.get("rounds_lost", 0) if isinstance(run, dict) else None
+        if not isinstance(lost, int) or isinstance(lost, bool):
+            raise InputError(f"{field}: runs.{name}", run, "a run's record")
     return summary
 
 
-def read_studies(runs: str | Path) -> list[dict]:
-    """Every study summary under ``runs``, in folder order (empty if there is none)."""
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        value == value and abs(value) != float("inf")
+
+
+# What the report reads of a summary's config and cost model (summaries older than an option
+# lack it and get its default, so only these are required).
+CONFIG_KEYS = {"rounds": int, "seq_len": int, "batch_size": int, "tau": int, "lr": (int, float),
+               "num_devices": int, "schemes": list}
+COST_KEYS = {"source": str, "payload_bits": (int, float)}
+
+
+def read_studies(runs: str | Path, full: bool = False) -> list[dict]:
+    """Every study summary under ``runs``, in folder order (empty if there is none); ``full``:
+    with the settings and cost model a report describes."""
     runs = Path(runs)
-    return [_check(read_json(p, f"runs {p}"), p) for p in sorted(runs.glob("*/summary.json"))]
+    return [_check(read_json(p, f"runs {p}"), p, full)
+            for p in sorted(runs.glob("*/summary.json"))]
 
 
 def why_no_studies(runs: str | Path) -> str:

@@ -55,7 +55,7 @@ def table_markdown(rows: list[dict], target_share: float) -> str:
     lines = [
         f"Modelled time (s) to reach {target_share:.0%} of the centralized run's best",
         "",
-        "| task | metric | target | " + " | ".join(schemes) + " | "
+        "| task | metric | target | " + " | ".join(map(_cell, schemes)) + " | "
         + " | ".join(f"{s.upper()} / {TABLE_I_BENCHMARK} (paper)" for s in RATIOS) + " |",
         "|---|---|---|" + "---|" * (len(schemes) + len(RATIOS)),
     ]
@@ -68,7 +68,7 @@ def table_markdown(rows: list[dict], target_share: float) -> str:
             paper = table_i_time(row["task"], ours)
             base = table_i_time(row["task"], TABLE_I_BENCHMARK)
             ratios.append(f"{mine} ({paper / base:.2f})" if paper else f"{mine} (-)")
-        lines.append(f"| {row['task']} | {row['metric']} | {row['target']:.4f} | "
+        lines.append(f"| {_cell(row['task'])} | {_cell(row['metric'])} | {row['target']:.4f} | "
                      + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     trivial = [f"{row['task']} (target {row['target']:.4f}, input-blind predictor "
                f"{row['baseline']:.4f})" for row in rows
@@ -82,6 +82,11 @@ def table_markdown(rows: list[dict], target_share: float) -> str:
         lines += ["", "Rounds skipped at the memory wall (no update, no time; the scheme's time "
                   "is understated): " + ", ".join(lost) + "."]
     return "\n".join(lines)
+
+
+def _cell(text) -> str:
+    """Text safe in a Markdown table cell (no line break, no column bar)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _seconds(t: float | None) -> str:

@@ -73,6 +73,8 @@ class StudyConfig:
         for x in self.device_points:
             checks.integer("device_points", x, 1, MAX_DEVICES)
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
+        if self.scenario is not None and not str(self.scenario):
+            raise InputError("scenario", self.scenario, "a scenario file path")
         checks.probability("availability", self.availability)
         checks.fraction("memory_spread", self.memory_spread)
         if self.memory_spread and not self.scenario:

