@@ -28,3 +28,33 @@ def rayleigh_gains(rng: np.random.Generator, size, path_loss_db: float = 0.0,
                    mean_gain: float = 1.0):
     """Channel power gains ``h = mean_gain 10^(-PL/10) |g|^2``, ``|g|^2 ~ Exp(1)`` (Rayleigh)."""
     return mean_gain * 10.0 ** (-path_loss_db / 10.0) * rng.exponential(1.0, size=size)
+
+
+_E1_SERIES_FROM = 500.0  # 1/g beyond which e^x E1(x) is summed (exp(x) would overflow near 709)
+
+
+def mean_spectral_efficiency(tx_power_w, mean_gain, noise_power_w):
+    """Mean spectral efficiency under Rayleigh fading, ``E[log2(1 + g X)]`` with X ~ Exp(1)
+    and ``g = p E[h] / N0`` (docs/sft.md section 5, the large timescale), in bit/s/Hz:
+    ``e^(1/g) E1(1/g) / ln 2``, E1 the exponential integral.
+
+    For ``x = 1/g`` above 500 the product is the asymptotic series
+    ``sum_k (-1)^k k! / x^(k+1)`` (eight terms: relative error below 1e-17); as g -> 0 it tends
+    to ``g / ln 2``, as g -> inf to ``log2(g) - gamma / ln 2``. Zero where g is zero.
+    """
+    from scipy.special import exp1  # here, so that importing the channel model stays light
+
+    g = np.asarray(tx_power_w, dtype=float) * np.asarray(mean_gain, dtype=float) / noise_power_w
+    pos = g > 0
+    x = 1.0 / np.where(pos, g, 1.0)
+    small = x <= _E1_SERIES_FROM
+    xs = np.where(small, x, 1.0)
+    direct = np.exp(xs) * exp1(xs)
+    xl = np.where(small, _E1_SERIES_FROM, x)
+    series = np.zeros_like(xl)
+    term = 1.0 / xl
+    for k in range(8):
+        series = series + term
+        term = -term * (k + 1) / xl
+    out = np.where(small, direct, series) / np.log(2.0)
+    return np.where(pos, out, 0.0)

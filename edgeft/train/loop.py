@@ -98,6 +98,11 @@ class RoundLoop(abc.ABC):
         """How the training data is split among the data holders (part of the identity)."""
         return {}
 
+    def round_latency_s(self, plan: Plan, record: dict) -> float:
+        """The round's modelled latency, which advances the time axis: the plan's (paper
+        eq. 8) unless the executor measures part of it (SFT: the real bytes of its record)."""
+        return float(plan.latency_s)
+
     @contextlib.contextmanager
     def private_rng(self):
         """Run a round with the loop's own torch generator state (dropout masks)."""
@@ -247,7 +252,7 @@ class RoundLoop(abc.ABC):
                                    f"round {self.round}")
                 # Clock: the plan's modelled round latency.
                 self.round = r
-                self.modelled_time_s += float(plan.latency_s)
+                self.modelled_time_s += self.round_latency_s(plan, out)
                 record = {"round": r, "modelled_time_s": self.modelled_time_s, **out}
                 # Evaluate (every eval_every rounds, and where the plan asks).
                 if (opts.eval_every > 0 and r % opts.eval_every == 0) or getattr(
@@ -296,7 +301,7 @@ class RoundLoop(abc.ABC):
         ran = record["modelled_time_s"] - (before["modelled_time_s"] if before else 0.0)
         devices = getattr(plan, "device_of_block", None)
         same = (devices is None or record.get("devices") == [int(n) for n in devices]) and \
-            math.isclose(ran, float(plan.latency_s), rel_tol=1e-9, abs_tol=1e-12)
+            math.isclose(ran, self.round_latency_s(plan, record), rel_tol=1e-9, abs_tol=1e-12)
         if not same and (before is not None or int(plan.round) == 1):
             where = str(self.out_dir) if self.out_dir is not None else "this run"
             raise SettingsMismatch(where, [(f"round {plan.round}'s allocation",
