@@ -217,17 +217,25 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, command: str = "") -> dic
     return summary
 
 
+def task_data(task: str, glue_dir, model: str | None, seq_len: int, train_limit: int = 0,
+              dev_limit: int = 0):
+    """A task's train and dev splits (the first ``train_limit`` / ``dev_limit`` examples when
+    set), tokenised once to ``seq_len``: ``(train_examples, dev_examples, train, dev)``."""
+    tokenizer = load_tokenizer(model)
+    train_ex = read_glue(task, "train", glue_dir)
+    dev_ex = read_glue(task, "dev", glue_dir)
+    if train_limit:
+        train_ex = train_ex.subset(range(min(train_limit, len(train_ex))))
+    if dev_limit:
+        dev_ex = dev_ex.subset(range(min(dev_limit, len(dev_ex))))
+    return (train_ex, dev_ex, encode(train_ex, tokenizer, max_length=seq_len),
+            encode(dev_ex, tokenizer, max_length=seq_len))
+
+
 def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
     # Data: the task's train and dev splits, tokenised once; device shards.
-    tokenizer = load_tokenizer(cfg.model)
-    train_ex = read_glue(spec.name, "train", cfg.glue_dir)
-    dev_ex = read_glue(spec.name, "dev", cfg.glue_dir)
-    if cfg.train_limit:
-        train_ex = train_ex.subset(range(min(cfg.train_limit, len(train_ex))))
-    if cfg.dev_limit:
-        dev_ex = dev_ex.subset(range(min(cfg.dev_limit, len(dev_ex))))
-    train = encode(train_ex, tokenizer, max_length=cfg.seq_len)
-    dev = encode(dev_ex, tokenizer, max_length=cfg.seq_len)
+    train_ex, dev_ex, train, dev = task_data(spec.name, cfg.glue_dir, cfg.model, cfg.seq_len,
+                                             cfg.train_limit, cfg.dev_limit)
     weights = balanced_class_weights(train_ex.labels) if cfg.class_weights else None
 
     def fresh_blocks() -> LoraBlocks:
