@@ -3,7 +3,8 @@
 - :mod:`edgeft.cli.scenario`: ``scenario`` (write a random scenario), ``schedule`` (one round);
 - :mod:`edgeft.cli.reproduce`: ``reproduce`` (the latency study and report);
 - :mod:`edgeft.cli.profile`: ``profile`` (per-depth block costs, paper Fig. 4);
-- :mod:`edgeft.cli.finetune`: ``finetune`` (real LoRA rounds, Fig. 7), ``table`` (Table I).
+- :mod:`edgeft.cli.finetune`: ``finetune`` (real LoRA rounds, Fig. 7), ``table`` (Table I);
+- :mod:`edgeft.cli.sft`: ``sft plan`` (one SFT manager decision), ``sft train`` (real split runs).
 
 Each handler takes its parsed arguments (the command line itself is ``args.argv``), maps flags
 to the fields of a run configuration, which checks them; an :class:`edgeft.errors.InputError`
@@ -27,11 +28,11 @@ import warnings
 import numpy as np
 
 from edgeft import __version__
-from edgeft.cli import finetune, profile, reproduce, scenario
+from edgeft.cli import finetune, profile, reproduce, scenario, sft
 from edgeft.cli.common import Parser
 from edgeft.errors import EdgeftError, OutputError
 
-COMMAND_GROUPS = (scenario, reproduce, profile, finetune)
+COMMAND_GROUPS = (scenario, reproduce, profile, finetune, sft)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,88 @@
+"""``edgeft sft plan`` and ``edgeft sft train``: decisions that satisfy the model, one-line
+errors naming the flag (exit 2), the memory wall (exit 3), and a short real run."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeft.cli import main
+
+EXAMPLE = str(Path(__file__).parents[1] / "examples" / "small.json")
+GLUE_DIR = Path(__file__).parents[1].parent / "shared/data/glue"
+
+
+def test_plan_prints_a_decision_within_the_budgets(capsys):
+    assert main(["sft", "plan", EXAMPLE, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    scenario = json.loads(Path(EXAMPLE).read_text())
+    assert out["scheme"] == "sft" and len(out["devices"]) == len(scenario["devices"])
+    for key in ("uplink_hz", "aggregation_hz"):
+        assert sum(d[key] for d in out["devices"]) <= scenario["bandwidth_hz"]
+    assert all(1 <= d["cut"] <= 5 for d in out["devices"])  # MiniLM: 6 layers
+    assert 0 < out["payload_bytes_per_iteration"] < out["raw_bytes_per_iteration"]
+    assert out["round_latency_s"] > 0
+
+
+@pytest.mark.parametrize("scheme", ["sft-nocomp", "vanilla-sl", "fedavg-lora"])
+def test_plan_runs_every_kind_of_scheme(scheme, capsys):
+    assert main(["sft", "plan", EXAMPLE, "--scheme", scheme]) == 0
+    assert "round latency" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--delta-max", "0"], "--delta-max"),
+    (["--delta-max", "nan"], "--delta-max"),
+    (["--scheme", "jbba"], "--scheme"),
+    (["--tau", "0"], "tau"),
+    (["--model", "no-such-model"], "--model"),
+])
+def test_plan_bad_flags_exit_2_naming_them(argv, flag, capsys):
+    assert main(["sft", "plan", EXAMPLE, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err
+
+
+def test_plan_at_the_memory_wall_exits_3(tmp_path, capsys):
+    scenario = json.loads(Path(EXAMPLE).read_text())
+    for d in scenario["devices"]:
+        d["memory_bytes"] = 1e6  # less than MiniLM's embeddings
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(scenario))
+    assert main(["sft", "plan", str(path)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "dev0" in err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--schemes", "vanilla-sl"], "--schemes"),
+    (["--rounds", "0"], "--rounds"),
+    (["--delta-max", "-1"], "--delta-max"),
+    (["--eval-every", "9"], "--eval-every"),  # more than --rounds 2
+])
+def test_train_bad_flags_exit_2_before_work(argv, flag, tmp_path, capsys):
+    code = main(["sft", "train", "--rounds", "2", "--out", str(tmp_path / "o"), *argv])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_short_real_run_reports_bytes_and_metrics(tmp_path, capsys):
+    if not (GLUE_DIR / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE_DIR} (needs SST-2)")
+    argv = ["sft", "train", "--task", "SST-2", "--glue-dir", str(GLUE_DIR), "--rounds", "2",
+            "--tau", "2", "--devices", "3", "--batch-size", "4", "--seq-len", "16",
+            "--train-limit", "60", "--dev-limit", "16", "--eval-every", "1", "--quiet",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "SST-2" / "summary.json").read_text())
+    sft, nocomp = summary["runs"]["sft"], summary["runs"]["sft-nocomp"]
+    assert 0 < sft["up_bytes_per_round"] < nocomp["up_bytes_per_round"]
+    assert set(summary["curves"]) == {"sft", "sft-nocomp", "centralized"}
+    assert all(len(c["metric"]) == 2 for c in summary["curves"].values())
+    # A second identical command resumes: nothing runs again, the same summary.
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "SST-2" / "summary.json").read_text())
+    assert again["curves"] == summary["curves"]
