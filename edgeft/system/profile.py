@@ -31,6 +31,7 @@ import numpy as np
 from edgeft import checks
 from edgeft.errors import InputError
 from edgeft.files import read_json, write_text
+from edgeft.system import llm
 from edgeft.system.ranges import BLOCK_RANGES, MAX_BATCH, MAX_BLOCKS, MAX_SEQ_LEN, TOP_RANGES
 
 # Snapdragon 8 Gen 3 (Adreno 750 GPU): peak FP16 throughput is published at a few TFLOP/s;
@@ -193,17 +194,23 @@ class BlockCostProfile:
             raise err.renamed(f"{field} {path}: {err.field}") from None
 
 
+def _shape(spec: TransformerSpec) -> llm.ModelShape:
+    """The encoder shape behind a :class:`TransformerSpec` (:mod:`edgeft.system.llm` holds the
+    one implementation of the per-layer formulas)."""
+    return llm.encoder_shape(spec.name, spec.num_layers, spec.hidden, spec.heads, spec.ffn)
+
+
 def layer_forward_flops(spec: TransformerSpec, work: Workload) -> float:
-    """Forward FLOPs of one encoder layer: ``2 b S (4 h^2 + 2 h f) + 4 b S^2 h``."""
-    tokens = work.batch_size * work.seq_len
-    h = spec.hidden
-    return 2.0 * tokens * (4 * h * h + 2 * h * spec.ffn) + 4.0 * tokens * work.seq_len * h
+    """Forward FLOPs of one encoder layer: ``2 b S (4 h^2 + 2 h f) + 4 b S^2 h``
+    (:func:`edgeft.system.llm.layer_forward_flops` of the encoder's shape)."""
+    return llm.layer_forward_flops(_shape(spec), work.batch_size, work.seq_len)
 
 
 def layer_activation_bytes(spec: TransformerSpec, work: Workload) -> float:
-    """Activations one layer keeps for back-propagation: ``b S (34 h + 5 a S)`` at 16 bits."""
-    per_16bit = work.batch_size * work.seq_len * (34 * spec.hidden + 5 * spec.heads * work.seq_len)
-    return per_16bit * work.bytes_per_element / 2.0
+    """Activations one layer keeps for back-propagation: ``b S (34 h + 5 a S)`` at 16 bits when
+    f = 4h (:func:`edgeft.system.llm.layer_activation_bytes` of the encoder's shape)."""
+    return llm.layer_activation_bytes(_shape(spec), work.batch_size, work.seq_len,
+                                      work.bytes_per_element)
 
 
 def analytic_profile(
