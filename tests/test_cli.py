@@ -278,7 +278,12 @@ def _subcommands():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices
+    commands = dict(sub.choices)
+    for name, command in sub.choices.items():  # command groups: edgeft sft plan, ...
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands.update({f"{name} {n}": p for n, p in action.choices.items()})
+    return commands
 
 
 @pytest.mark.parametrize("command", sorted(_subcommands()))

@@ -29,7 +29,8 @@ def add_parsers(sub) -> None:
 
     group = sub.add_parser("sft", help="split fine-tuning: manager decisions and real runs",
                            formatter_class=HelpFormatter)
-    cmds = group.add_subparsers(dest="sft_command", metavar="SUBCOMMAND")
+    cmds = group.add_subparsers(dest="sft_command", metavar="SUBCOMMAND",
+                                 help="plan: one manager decision; train: real split runs")
 
     p = cmds.add_parser(
         "plan", help="one decision of an SFT scheme on a scenario (cuts, compression, spectrum)",
@@ -69,7 +70,8 @@ def add_parsers(sub) -> None:
                    help="comma-separated SFT schemes that run in parallel split learning")
     p.add_argument("--devices", type=int, default=d.num_devices, metavar="N",
                    help="devices N, each with its own shard")
-    p.add_argument("--rounds", type=int, default=d.rounds, metavar="R", help="rounds")
+    p.add_argument("--rounds", type=int, default=d.rounds, metavar="R",
+                   help="rounds, each ending in the LoRA aggregation")
     p.add_argument("--tau", type=int, default=d.tau, metavar="I",
                    help="split iterations per round (one server Adam step each)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B",

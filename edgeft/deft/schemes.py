@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 
@@ -39,6 +38,7 @@ from edgeft.deft.problem import Allocation, DeftProblem, equal_bandwidth
 from edgeft.deft.rounds import BatchedForm, batched_ba, batched_ranking
 from edgeft.deft.threshold_matching import threshold_matching
 from edgeft.errors import InputError
+from edgeft.registry import Registry
 
 Solver = Callable[[DeftProblem, "np.random.Generator | None"], "Allocation | None"]
 """``solve(problem, rng) -> Allocation`` (None when no allocation exists)."""
@@ -82,19 +82,15 @@ class Scheme:
             raise InputError("studies", sorted(unknown), f"names among {', '.join(STUDIES)}")
 
 
-_REGISTRY: dict[str, Scheme] = {}
-SCHEMES = MappingProxyType(_REGISTRY)
+_SCHEMES = Registry(Scheme, "edgeft.Scheme")
+_REGISTRY = _SCHEMES.items
+SCHEMES = _SCHEMES.view
 """Read-only view: scheme name -> :class:`Scheme`, in registration (presentation) order."""
 
 
 def register(scheme: Scheme) -> Scheme:
     """Add ``scheme`` to :data:`SCHEMES`; a name is registered once."""
-    if not isinstance(scheme, Scheme):
-        raise InputError("scheme", scheme, "an edgeft.Scheme")
-    if scheme.name in _REGISTRY:
-        raise InputError("name", scheme.name, "a name not registered yet")
-    _REGISTRY[scheme.name] = scheme
-    return scheme
+    return _SCHEMES.register(scheme)
 
 
 def study_schemes(study: str) -> tuple[str, ...]:
@@ -118,16 +114,7 @@ def presentation_order(names) -> list[str]:
 def check_schemes(names, field: str = "schemes") -> tuple[str, ...]:
     """``names`` as a tuple if it is a non-empty collection of registered names, else
     :class:`InputError` naming ``field``."""
-    if isinstance(names, str):
-        names = (names,)
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise InputError(field, names, f"names among {', '.join(_REGISTRY)}") from None
-    if not names or any(not isinstance(n, str) or n not in _REGISTRY for n in names):
-        raise InputError(field, ",".join(map(str, names)) or names,
-                         f"names among {', '.join(_REGISTRY)}")
-    return names
+    return _SCHEMES.check(names, field)
 
 
 def _ba(problem: DeftProblem, rng=None) -> Allocation | None:

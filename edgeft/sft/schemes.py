@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from edgeft import checks
 from edgeft.errors import InputError
+from edgeft.registry import Registry
 from edgeft.sft import manager
 from edgeft.sft.costs import SftProblem
 from edgeft.sft.manager import Decision, Policy, Run
@@ -58,34 +58,21 @@ class Scheme:
         return manager.run_rounds(problem, self.policy, accuracy, **kwargs)
 
 
-_REGISTRY: dict[str, Scheme] = {}
-SCHEMES = MappingProxyType(_REGISTRY)
+_SCHEMES = Registry(Scheme, "edgeft.sft.schemes.Scheme")
+_REGISTRY = _SCHEMES.items
+SCHEMES = _SCHEMES.view
 """Read-only view: scheme name -> :class:`Scheme`, in registration (presentation) order."""
 
 
 def register(scheme: Scheme) -> Scheme:
     """Add ``scheme`` to :data:`SCHEMES`; a name is registered once."""
-    if not isinstance(scheme, Scheme):
-        raise InputError("scheme", scheme, "an edgeft.sft.schemes.Scheme")
-    if scheme.name in _REGISTRY:
-        raise InputError("name", scheme.name, "a name not registered yet")
-    _REGISTRY[scheme.name] = scheme
-    return scheme
+    return _SCHEMES.register(scheme)
 
 
 def check_schemes(names, field: str = "schemes") -> tuple[str, ...]:
     """``names`` as a tuple if it is a non-empty collection of registered names, else
     :class:`InputError` naming ``field``."""
-    if isinstance(names, str):
-        names = (names,)
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise InputError(field, names, f"names among {', '.join(_REGISTRY)}") from None
-    if not names or any(not isinstance(n, str) or n not in _REGISTRY for n in names):
-        raise InputError(field, ",".join(map(str, names)) or names,
-                         f"names among {', '.join(_REGISTRY)}")
-    return names
+    return _SCHEMES.check(names, field)
 
 
 _PARALLEL = "parallel"
