@@ -163,7 +163,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Handler of ``edgeft sft train``."""
     from edgeft.files import check_output_dir
     from edgeft.train.sft_config import SftTrainConfig
-    from edgeft.train.sft_study import run_sft_study
+    from edgeft.train.sft_train import run_sft_train
 
     command = "edgeft " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     with flag_names(TRAIN_FLAGS):
@@ -177,7 +177,7 @@ def run_train(args: argparse.Namespace) -> int:
             dev_limit=args.dev_limit, eval_every=args.eval_every,
             centralized=not args.no_centralized, progress=not args.quiet)
         check_output_dir(args.out, "out")
-        summary = run_sft_study(cfg, args.out, command)
+        summary = run_sft_train(cfg, args.out, command)
     metric = summary["metric"]
     print(f"{summary['task']}: dev {metric} (last / best evaluation), modelled time, bytes per "
           "round (activations up + gradients down + LoRA)")

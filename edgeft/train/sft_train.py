@@ -75,7 +75,7 @@ def round_plans(problem: SftProblem, scheme: str, accuracy: AccuracyModel, gains
     return plans
 
 
-def run_sft_study(cfg: SftTrainConfig, out: str | Path, command: str = "") -> dict:
+def run_sft_train(cfg: SftTrainConfig, out: str | Path, command: str = "") -> dict:
     """Run (or resume) the study; returns and writes ``summary.json``. A run that diverges
     raises :class:`RunError` (exit 4)."""
     spec = task_spec(cfg.task)
