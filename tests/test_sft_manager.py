@@ -52,6 +52,14 @@ class Raw:
         self.server_flops, self.downlink_hz = server_flops, downlink_hz
         self.server_power_w, self.delta_max = server_power_w, delta_max
 
+    def whole_model(self) -> float:
+        """The whole model on one device: every layer plus the head, whose tied LM head is the
+        embeddings the device already holds."""
+        shape = KNOWN_MODELS[self.model]
+        tied = shape.head == "lm" and shape.tied_embeddings
+        return self.memory(self.layer.num_layers) + self.layer.head_bytes - (
+            shape.hidden * shape.vocab * self.work.bytes_per_element if tied else 0.0)
+
     def problem(self) -> SftProblem:
         return SftProblem.from_scenario(self.scenario, self.model, self.work,
                                         server_flops=self.server_flops,
@@ -88,7 +96,7 @@ def validate(raw: Raw, gains, decision, kind: str, wall: int | None = None) -> N
     ids = [d["id"] for d in devs]
 
     # Who takes part: exactly the devices whose memory holds what the scheme needs
-    whole = raw.memory(num_layers) + c.head_bytes
+    whole = raw.whole_model()
     need = whole if kind == "local" else raw.memory(wall)
     members = [int(i) for i in decision.devices]
     assert members == sorted(set(members)), members
@@ -173,7 +181,7 @@ def random_raw(rng, n=None, model=None, work=None, delta_max=None) -> Raw:
     scenario = generate_scenario(n, 1, snr_db=float(rng.uniform(0, 40)),
                                  seed=int(rng.integers(2**31)))
     probe = Raw(scenario, model, work, 1e14, 1e8, 1.0, 0.2)
-    low, high = probe.memory(1), probe.memory(probe.layer.num_layers) + probe.layer.head_bytes
+    low, high = probe.memory(1), probe.whole_model()
     for d in scenario["devices"]:  # from below the smallest cut to above the whole model
         d["memory_bytes"] = float(rng.uniform(0.9 * low, 1.2 * high))
     scenario["devices"][0]["memory_bytes"] = float(rng.uniform(low, 1.2 * high))
@@ -197,8 +205,7 @@ def test_every_scheme_on_random_instances_passes_the_validator():
             except InfeasibleError:  # its memory wall: checked below
                 assert name in ("sft-fixedcut", "fedavg-lora")
                 wall = wall_of(name, problem.num_layers)
-                need = raw.memory(wall) if wall else \
-                    raw.memory(problem.num_layers) + raw.layer.head_bytes
+                need = raw.memory(wall) if wall else raw.whole_model()
                 assert all(d["memory_bytes"] < need for d in raw.scenario["devices"])
                 continue
             for r, decision in enumerate(run.decisions):

@@ -212,9 +212,9 @@ def _vanilla_round(problem: SftProblem, placement, accuracy) -> Decision:
 
 def local_memory_bytes(problem: SftProblem) -> float:
     """FedAvg-LoRA's device memory (§6): :func:`costs.memory_need_bytes` at cut L plus the
-    head's weights."""
+    head's weights (a tied LM head is the embeddings: counted once)."""
     return float(costs.memory_need_bytes(problem, problem.num_layers)) \
-        + problem.costs.head_bytes
+        + problem.costs.head_bytes - problem.costs.tied_head_bytes
 
 
 def local_compute_s(problem: SftProblem) -> np.ndarray:

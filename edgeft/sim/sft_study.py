@@ -213,16 +213,15 @@ def deft_profile(problem: SftProblem) -> BlockCostProfile:
     - ``compute_s(d) = I (L F + F_h + d F_b) / f_ref`` (at d = L: FedAvg-LoRA's local
       iteration, :func:`edgeft.sft.manager.local_compute_s`);
     - ``M(d) = emb + L W + head + d A + 8 P + workspace`` (DEFT's fp32 LoRA value and gradient
-      of its one block; the head counted as FedAvg-LoRA counts it, so a tied LM head twice);
+      of its one block; the whole model as FedAvg-LoRA counts it, a tied LM head once);
     - payload ``32 P`` bits: one block's LoRA in fp32.
     """
     c = problem.costs
     num_layers = c.num_layers
     depth = np.arange(1, num_layers + 1, dtype=float)
     flops = num_layers * c.forward_flops + c.head_flops + depth * c.backward_flops
-    memory = (c.embedding_bytes + num_layers * c.weight_bytes + c.head_bytes
-              + depth * c.activation_bytes + DEFT_LORA_STATE_BYTES * c.lora_params
-              + problem.workspace_bytes)
+    memory = (c.whole_model_bytes + depth * c.activation_bytes
+              + DEFT_LORA_STATE_BYTES * c.lora_params + problem.workspace_bytes)
     return BlockCostProfile(compute_s=problem.iterations * flops / problem.device_flops,
                             memory_bytes=memory,
                             payload_bits=costs.LORA_BITS_PER_PARAM * float(c.lora_params),

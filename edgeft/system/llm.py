@@ -225,6 +225,14 @@ class LayerCosts:
     embedding_bytes: float  # device side: input embeddings
     head_bytes: float  # server side: final norm and head
     bytes_per_element: int = 2
+    tied_head_bytes: float = 0.0  # of head_bytes, the embeddings' (tied LM head): a device
+    # that holds the whole model holds them once
+
+    @property
+    def whole_model_bytes(self) -> float:
+        """Frozen weights of the whole model on one device (a tied LM head counted once)."""
+        return (self.embedding_bytes + self.num_layers * self.weight_bytes + self.head_bytes
+                - self.tied_head_bytes)
 
 
 def layer_costs(shape: ModelShape, batch_size: int = 16, seq_len: int = 128,
@@ -258,6 +266,8 @@ def layer_costs(shape: ModelShape, batch_size: int = 16, seq_len: int = 128,
         embedding_bytes=float(embedding_params(shape)) * bytes_per_element,
         head_bytes=float(head_params(shape)) * bytes_per_element,
         bytes_per_element=bytes_per_element,
+        tied_head_bytes=float(shape.hidden * shape.vocab) * bytes_per_element
+        if shape.head == "lm" and shape.tied_embeddings else 0.0,
     )
 
 
