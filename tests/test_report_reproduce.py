@@ -29,7 +29,21 @@ def test_quick_reproduce_writes_the_report(tmp_path, capsys):
         assert f"]({stem}.png)" in report
     header = (tmp_path / "latency_vs_snr.csv").read_text().splitlines()[0]
     assert header.startswith("sweep,x,scheme,rounds,common_rounds,mean_latency_s,ci95_low_s")
+    # The split fine-tuning section: its data, a figure per sweep, the reductions table.
+    assert "## SFT: delay and communication against every baseline" in report
+    assert "| model | largest delay reduction per sample | abstract |" in report
+    rows = (tmp_path / "sft_study.csv").read_text().splitlines()
+    assert rows[0].startswith("model,sweep,x,") and len(rows) > 8
+    assert (tmp_path / "sft_all-minilm-l6-v2_delay_per_sample_vs_snr.png").stat().st_size
+    assert "wrote 18 files" in capsys.readouterr().out
+
+
+def test_no_sft_leaves_the_section_out(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--no-sft", "--out", str(tmp_path), "--no-progress"]) \
+        == 0
     assert "wrote 9 files" in capsys.readouterr().out
+    assert "SFT" not in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "sft_study.csv").exists()
 
 
 def test_reproduce_with_a_scenario_file(tmp_path):

@@ -48,6 +48,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--workers", type=int, metavar="W",
                    help="processes (default: min(2, CPU cores))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-sft", action="store_true",
+                   help="skip the split fine-tuning delay study (its CSV, figures and section)")
     p.add_argument("--glue-dir", metavar="DIR",
                    help="also run the fine-tuning study (Fig. 7, Table I; about two hours, "
                    "resumable; a few minutes with --quick) on this GLUE directory")
@@ -67,6 +69,16 @@ def study_config(args: argparse.Namespace):
     if args.rounds is not None:
         fields["rounds"] = args.rounds
     return StudyConfig.quick(**fields) if args.quick else StudyConfig(**fields)
+
+
+def sft_config(args: argparse.Namespace):
+    """The split fine-tuning study of the report (None with ``--no-sft``)."""
+    from edgeft.sim.sft_study import SftStudyConfig
+
+    if args.no_sft:
+        return None
+    return SftStudyConfig.quick(seeds=(args.seed,)) if args.quick else \
+        SftStudyConfig(seeds=(args.seed,))
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -94,7 +106,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                              why_no_studies(args.finetune_runs))
         with folder_lock(args.out, "out", command):
             done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
-                             command=command)
+                             command=command, sft=sft_config(args))
             print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
                   f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
             if done["infeasible_points"]:

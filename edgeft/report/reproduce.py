@@ -6,9 +6,12 @@ import sys
 import time
 from pathlib import Path
 
+from edgeft.files import write_text
 from edgeft.report.figures import plot_latency, plot_memory_wall
 from edgeft.report.markdown import infeasible_points, write_report
+from edgeft.report.sft_figures import reductions_markdown, write_sft_figures
 from edgeft.report.summary import sweep_rows, write_csv
+from edgeft.sim.sft_study import SftStudyConfig, run_sft_study, write_study_csv
 from edgeft.sim.study import SWEEP_AXES, StudyConfig, run_study, total_rounds
 
 FILES = {"snr": "latency_vs_snr", "bandwidth": "latency_vs_bandwidth",
@@ -19,8 +22,9 @@ TITLES = {"snr": "Round latency vs transmit SNR (paper Fig. 5)",
 
 
 def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress: bool = True,
-              command: str = "") -> dict:
-    """Run the study and write ``out_dir``; returns the written paths and timings."""
+              command: str = "", sft: SftStudyConfig | None = None) -> dict:
+    """Run the DEFT latency study and write ``out_dir``, then (``sft`` given) the split
+    fine-tuning delay study and its section; returns the written paths and timings."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -71,5 +75,28 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
     elapsed = time.perf_counter() - start
     report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed)
     written.append(report)
+    if sft is not None:
+        written += sft_section(sft, out, report, progress)
+        elapsed = time.perf_counter() - start
     return {"files": written, "simulate_s": result.wall_s, "total_s": elapsed,
             "infeasible_points": infeasible_points(result), "points": len(result.traces)}
+
+
+def sft_section(config: SftStudyConfig, out: Path, report: Path, progress: bool) -> list[Path]:
+    """The split fine-tuning study (docs/sft.md section 6) against every baseline and DEFT's
+    jbba: ``sft_study.csv``, its figures, and a section appended to ``report``."""
+    start = time.perf_counter()
+    if progress:
+        print("split fine-tuning delay study ...", file=sys.stderr)
+    rows = run_sft_study(config)
+    csv_path = out / "sft_study.csv"
+    write_study_csv(csv_path, rows)
+    figures = write_sft_figures(csv_path, out)
+    models = ", ".join(config.models)
+    text = (f"\n{reductions_markdown(rows)}\n\nHow this section was made: cost model only "
+            f"({models}; docs/sft.md), the same devices and channel draws for every scheme, "
+            f"{config.rounds} rounds per point (the large timescale every {config.period}), "
+            f"seed(s) {', '.join(map(str, config.seeds))}; {time.perf_counter() - start:.1f} s. "
+            "Data: `sft_study.csv`; figures `sft_*.png`.\n")
+    write_text(report, report.read_text() + text)
+    return [csv_path, *figures]
