@@ -115,3 +115,14 @@ def test_python_examples_run_and_print_what_they_say(marker):
     for printed, said in zip(done.stdout.split(),
                              re.findall(r"^# ([\d.]+)$", code, flags=re.M), strict=False):
         assert printed == said
+
+
+def test_the_sft_plan_transcript_is_what_the_command_prints(capsys):
+    """The ``$ edgeft sft plan`` transcript, all but the solve time."""
+    block = next(b for b in _blocks() if b.startswith("$ edgeft sft plan"))
+    argv = block.splitlines()[0].split()[2:]  # after "$ edgeft"
+    assert main(argv) == 0
+    drop = re.compile(r"; solved in .*")
+    got = [drop.sub("", line) for line in capsys.readouterr().out.splitlines()]
+    want = [drop.sub("", line) for line in block.splitlines()[1:]]
+    assert got == want
