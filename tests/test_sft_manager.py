@@ -359,3 +359,18 @@ def test_memory_wall():
     d = plan(raw.problem(), raw.delta_max)
     assert d.devices.tolist() == [2] and d.excluded == ("dev0", "dev1", "dev3")
     validate(raw, raw.problem().channel_gain, d, "parallel", 1)
+
+
+def test_the_least_keep_ratio_is_found_when_the_distortion_is_not_monotone_in_rho():
+    """At a large crest factor the quantiser's term grows with rho: rho = 1 misses the cap at
+    q = 6 while a smaller rho meets it (real gradients at the cut: crest 40-90, calibration)."""
+    from edgeft.sft.placement import least_keep_ratio, repair_codec
+
+    acc = AccuracyModel(0.1, crest_factor=50.0)  # delta(1, 6) = 0.105, least 0.088 near 0.7
+    e = 393_216
+    assert not acc.fits(e, 1.0, 6)
+    rho = least_keep_ratio(e, acc, 6)
+    assert rho is not None and acc.fits(e, rho, 6)
+    below = np.geomspace(1e-3, rho, 50)[:-1]
+    assert not acc.fits(e, below, 6).any()  # nothing smaller fits
+    assert repair_codec(e, acc, rho * 0.5, 6) == (pytest.approx(rho, rel=2e-3), 6.0)

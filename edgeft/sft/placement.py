@@ -314,22 +314,42 @@ def _round_up(rho):
     return np.minimum(np.ceil(rho / 10.0**exp - 1e-9) * 10.0**exp, 1.0)
 
 
+RHO_SCAN = 65  # log-spaced keep ratios scanned for the first one that meets the cap
+
+
+def _least_fitting(num_elements: int, accuracy: AccuracyModel, bits: float, lo: float,
+                   hi: float) -> float | None:
+    """The least keep ratio in [lo, hi] (three significant digits) meeting the cap at ``bits``.
+
+    The distortion need not fall as rho rises (the quantiser's term ``rho c^2 / (6 (2^q-1)^2)``
+    grows with rho: at a large crest factor rho = 1 fails while a small rho fits), so: the first
+    fitting point of a log grid, then bisection between it and the failing point below it.
+    None when no grid point fits."""
+    grid = np.unique(np.geomspace(lo, hi, RHO_SCAN))
+    fits = accuracy.fits(num_elements, grid, bits)
+    if not fits.any():
+        return None
+    i = int(np.argmax(fits))
+    best = float(grid[i])
+    rounded = float(_round_up(best))
+    if rounded <= hi and accuracy.fits(num_elements, rounded, bits):
+        best = rounded
+    if i == 0:
+        return best
+    below, above = float(grid[i - 1]), best  # below fails, above fits
+    for _ in range(60):
+        mid = float(_round_up(math.sqrt(below * above)))
+        if not below < mid < above:
+            break
+        below, above = (below, mid) if accuracy.fits(num_elements, mid, bits) else (mid, above)
+    return above
+
+
 def least_keep_ratio(num_elements: int, accuracy: AccuracyModel, bits: float,
                      rho_fits: float = 1.0) -> float | None:
-    """The least keep ratio (three significant digits) below ``rho_fits`` that meets the cap at
-    ``bits``, by bisection from ``rho_fits`` (which must fit; None if it does not)."""
-    hi = float(rho_fits)
-    if not accuracy.fits(num_elements, hi, bits):
-        return None
-    lo = RHO_MIN
-    if accuracy.fits(num_elements, lo, bits):
-        return lo
-    for _ in range(60):
-        mid = float(_round_up(math.sqrt(lo * hi)))
-        if not lo < mid < hi:
-            break
-        lo, hi = (lo, mid) if accuracy.fits(num_elements, mid, bits) else (mid, hi)
-    return hi
+    """The least keep ratio (three significant digits) up to ``rho_fits`` that meets the cap
+    at ``bits`` (:func:`_least_fitting`); None if none does."""
+    return _least_fitting(num_elements, accuracy, bits, RHO_MIN, float(rho_fits))
 
 
 def repair_codec(num_elements: int, accuracy: AccuracyModel, rho: float,
@@ -341,14 +361,10 @@ def repair_codec(num_elements: int, accuracy: AccuracyModel, rho: float,
     while q <= MAX_CODED_BITS:
         if accuracy.fits(num_elements, rho, q):
             return rho, q
-        if accuracy.fits(num_elements, 1.0, q):
-            lo, hi = rho, 1.0  # lo fails, hi fits
-            for _ in range(60):
-                mid = float(_round_up(0.5 * (lo + hi)))
-                if not lo < mid < hi:
-                    break
-                lo, hi = (lo, mid) if accuracy.fits(num_elements, mid, q) else (mid, hi)
-            return hi, q
+        found = _least_fitting(num_elements, accuracy, q, float(rho), 1.0) \
+            if rho < 1.0 else None
+        if found is not None:
+            return found, q
         q += 1.0
     return UNCOMPRESSED
 
