@@ -244,3 +244,17 @@ def test_bad_method_is_named():
 def test_docstring_examples():
     result = doctest.testmod(spectrum)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_sqp_on_many_devices_is_solved_exactly_and_fast():
+    """SLSQP's dense QP grows as N^3; above SQP_MAX_DEVICES the exact bisection answers."""
+    from edgeft.sft.spectrum import SQP_MAX_DEVICES, SpectrumInputs, exact_spectrum, solve_spectrum
+
+    rng = np.random.default_rng(0)
+    n = SQP_MAX_DEVICES + 1_000
+    x = SpectrumInputs(forward_s=rng.uniform(0.1, 1, n), backward_s=rng.uniform(0.1, 1, n),
+                       payload_bits=rng.uniform(1e5, 1e7, n), lora_bits=rng.uniform(1e4, 1e5, n),
+                       uplink_eff=rng.uniform(0.1, 5, n), downlink_eff=rng.uniform(0.1, 5, n),
+                       uplink_hz=1e8, downlink_hz=1e8)
+    got, ref = solve_spectrum(x, "sqp"), exact_spectrum(x)
+    assert np.array_equal(got.uplink_hz, ref.uplink_hz)

@@ -275,3 +275,18 @@ def test_split_federated_rounds_on_sst2_lower_the_training_loss(sst2):
         r.up_bytes[n] > 0 for r in results for n in range(3))
     assert sum(sum(r.up_bytes) for r in results) == sum(sum(up.sizes) for up, _ in codecs)
     assert sum(sum(r.down_bytes) for r in results) == sum(sum(d.sizes) for _, d in codecs)
+
+
+def test_a_device_state_is_a_copy_not_references():
+    """The loop keeps the last completed round's state while the next round steps the device's
+    Adam in place; the saved state must not move with it (exact resume after a mid-round
+    interrupt)."""
+    blocks = _blocks("bert")
+    device = SplitModel(blocks, 2).new_device(device_adam(1e-2))
+    for p in device.lora.values():
+        p.grad = torch.ones_like(p)
+    device.optimizer.step()
+    saved = device.state_dict()
+    before = {k: v["exp_avg"].clone() for k, v in saved["optimizer"]["state"].items()}
+    device.optimizer.step()  # the next round, in place
+    assert all(torch.equal(saved["optimizer"]["state"][k]["exp_avg"], before[k]) for k in before)

@@ -29,6 +29,7 @@ steps nothing (as :func:`edgeft.train.blockgrad.block_gradient` does).
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -111,8 +112,11 @@ class DeviceState:
                     p.copy_(tensors[n])
 
     def state_dict(self) -> dict:
+        # A copy, not references: the loop keeps the last completed round's state while the
+        # next round updates the optimiser in place (an interrupt mid-round saves that copy).
         return {"cut": self.cut, "lora": {n: p.detach().clone() for n, p in self.lora.items()},
-                "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+                "optimizer": copy.deepcopy(self.optimizer.state_dict())
+                if self.optimizer else None}
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["cut"]) != self.cut or set(state["lora"]) != set(self.lora):
