@@ -330,3 +330,11 @@ class BatchStream:
 
     def load_state(self, state: dict) -> None:
         self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
+
+
+def shard_streams(shards, batch_size: int, seed: int) -> list[BatchStream]:
+    """One :class:`BatchStream` per data holder over its shard (stream n seeded by ``seed`` and
+    n); no shard at all is an :class:`InputError`."""
+    if not shards:
+        raise InputError("shards", shards, "one index array per device")
+    return [BatchStream(np.asarray(s), batch_size, seed, n) for n, s in enumerate(shards)]

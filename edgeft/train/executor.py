@@ -19,12 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from edgeft.errors import InputError
 from edgeft.train.blockgrad import BlockGradient, block_gradient
 from edgeft.train.config import LoopConfig, RunOptions
-from edgeft.train.data import BatchStream, EncodedDataset
+from edgeft.train.data import BatchStream, EncodedDataset, shard_streams
 from edgeft.train.loop import RoundLoop, mean_loss
 from edgeft.train.models import LoraBlocks
 
@@ -66,10 +64,7 @@ class DeftExecutor(RoundLoop):
     def __init__(self, blocks: LoraBlocks, train: EncodedDataset, shards: list,
                  config: LoopConfig, options: RunOptions | None = None, *,
                  dev: EncodedDataset | None = None, out_dir=None):
-        if not shards:
-            raise InputError("shards", shards, "one index array per device")
-        streams = [BatchStream(np.asarray(s), config.batch_size, config.seed, n)
-                   for n, s in enumerate(shards)]
+        streams = shard_streams(shards, config.batch_size, config.seed)
         super().__init__(blocks, train, streams, config, options, dev=dev, out_dir=out_dir)
 
     def data_layout(self) -> dict:

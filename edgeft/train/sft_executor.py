@@ -29,7 +29,7 @@ from edgeft.compress import Codec
 from edgeft.errors import InputError
 from edgeft.sft.costs import SftDecision, SftProblem, round_latency_s
 from edgeft.train.config import LoopConfig, RunOptions
-from edgeft.train.data import BatchStream, EncodedDataset
+from edgeft.train.data import EncodedDataset, shard_streams
 from edgeft.train.loop import RoundLoop
 from edgeft.train.models import LoraBlocks
 from edgeft.train.split import DeviceState, SplitModel, check_cut, device_adam
@@ -59,11 +59,8 @@ class SftExecutor(RoundLoop):
     def __init__(self, blocks: LoraBlocks, train: EncodedDataset, shards: list,
                  config: LoopConfig, options: RunOptions | None = None, *,
                  dev: EncodedDataset | None = None, out_dir=None):
-        if not shards:
-            raise InputError("shards", shards, "one index array per device")
+        streams = shard_streams(shards, config.batch_size, config.seed)
         self._devices: list[DeviceState | None] = [None] * len(shards)
-        streams = [BatchStream(np.asarray(s), config.batch_size, config.seed, n)
-                   for n, s in enumerate(shards)]
         super().__init__(blocks, train, streams, config, options, dev=dev, out_dir=out_dir)
 
     def data_layout(self) -> dict:
