@@ -155,11 +155,41 @@ def test_shipped_minilm_config_gives_the_known_shape():
      "config.json: kv_heads"),
     ({"n_layer": "12", "n_embd": 8, "n_head": 4, "vocab_size": 10}, "config.json: n_layer"),
     ([1, 2], "config.json"),
+    ({**HF_CONFIGS["gpt2"], "architectures": 5}, "config.json: architectures"),
+    ({**HF_CONFIGS["gpt2"], "architectures": ["GPT2LMHeadModel", 3]},
+     "config.json: architectures"),
+    ({**HF_CONFIGS["roberta-base"], "hidden_dropout_prob": "x"},
+     "config.json: hidden_dropout_prob"),
+    ({**HF_CONFIGS["roberta-base"], "attention_probs_dropout_prob": float("nan")},
+     "config.json: attention_probs_dropout_prob"),
+    ({**HF_CONFIGS["gpt2"], "attn_pdrop": 1.0}, "config.json: attn_pdrop"),
+    ({**HF_CONFIGS["gpt2"], "resid_pdrop": -0.1}, "config.json: resid_pdrop"),
+    ({**HF_CONFIGS["gpt2"], "resid_pdrop": True}, "config.json: resid_pdrop"),
 ])
 def test_bad_config_is_one_line_naming_the_key(config, field):
     with pytest.raises(InputError) as err:
         llm.shape_from_hf_config(config)
     assert err.value.field.startswith(field) and "\n" not in str(err.value)
+
+
+def test_architectures_may_be_one_name():
+    """A masked LM named by a string (not a list) is still an encoder; null is no name."""
+    config = {k: v for k, v in HF_CONFIGS["roberta-base"].items() if k != "model_type"}
+    assert not llm.shape_from_hf_config({**config, "architectures": "RobertaForMaskedLM"}).causal
+    assert llm.shape_from_hf_config({**config, "architectures": None}).causal
+
+
+def test_a_config_file_names_its_shape_and_its_errors_by_its_path(tmp_path):
+    """``_name_or_path`` names the model the file was copied from, not the file read."""
+    config = {**HF_CONFIGS["gpt2"], "_name_or_path": "someone/other-model"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert llm.model_shape(path).name == str(path)
+    path.write_text(json.dumps({**config, "n_layer": 1}))
+    with pytest.raises(InputError) as err:
+        SftProblem.from_scenario(generate_scenario(2, 1), model=path)
+    assert err.value.field == "model" and str(path) in str(err.value)
+    assert "someone" not in str(err.value)
 
 
 def toy_problem(**changes) -> SftProblem:

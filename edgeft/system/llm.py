@@ -339,6 +339,20 @@ def _optional(config: dict, keys, where: str) -> int:
     return _first(config, keys, where, maximum=MAX_VOCAB)
 
 
+def _architectures(config: dict, where: str) -> str:
+    """The ``architectures`` class names (a list of strings, or one string) joined by spaces;
+    absent or null: ''."""
+    archs = config.get("architectures")
+    if archs is None:
+        return ""
+    if isinstance(archs, str):
+        archs = [archs]
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise InputError(f"{where}: architectures", archs,
+                         "a list of class names (strings) or one class name")
+    return " ".join(archs)
+
+
 def shape_from_hf_config(config: dict, name: str | None = None,
                          where: str = "config.json") -> ModelShape:
     """A :class:`ModelShape` from a Hugging Face ``config.json`` dict (errors name ``where``
@@ -352,19 +366,22 @@ def shape_from_hf_config(config: dict, name: str | None = None,
     BERT-family ``model_type`` or a masked-LM architecture, anything else a decoder with an LM
     head; a gated (SwiGLU) FFN is a Llama-family ``model_type`` or a SiLU activation; RMSNorm
     when ``rms_norm_eps`` is given; dropout when any dropout probability is above 0.
+    ``architectures`` must be a list of class names (or one name) and each dropout probability
+    a number in [0, 1) where given. The shape's name: ``name``, else ``_name_or_path``, the
+    ``model_type`` or ``where``.
     """
     if not isinstance(config, dict):
         raise InputError(where, type(config).__name__, "a JSON object")
     model_type = str(config.get("model_type", "")).lower()
-    archs = " ".join(a for a in config.get("architectures") or [] if isinstance(a, str))
+    archs = _architectures(config, where)
     causal = not (model_type in ENCODER_TYPES or "MaskedLM" in archs)
     hidden = _first(config, ("hidden_size", "n_embd", "d_model"), where)
     heads = _first(config, ("num_attention_heads", "n_head"), where)
     act = str(config.get("hidden_act", config.get("activation_function", ""))).lower()
     rms = "rms_norm_eps" in config or model_type in GATED_TYPES
     rotary = model_type in GATED_TYPES or any(k in config for k in ROTARY_KEYS)
-    dropout = any(isinstance(config.get(k), int | float) and config[k] > 0
-                  for k in DROPOUT_KEYS)
+    dropout = any([checks.fraction(f"{where}: {k}", config[k]) > 0  # every one checked
+                   for k in DROPOUT_KEYS if config.get(k) is not None])
     labels = config.get("id2label")
     fields = dict(
         name=name or str(config.get("_name_or_path") or model_type or where),
@@ -397,11 +414,13 @@ def shape_from_hf_config(config: dict, name: str | None = None,
 
 def read_hf_config(path) -> ModelShape:
     """The shape of the model whose ``config.json`` is at ``path`` (or in the folder ``path``),
-    read at the door (:func:`edgeft.files.read_json`)."""
+    read at the door (:func:`edgeft.files.read_json`). The shape is named by that path (a
+    config's ``_name_or_path`` may name another model: the file is what was read)."""
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    return shape_from_hf_config(read_json(path, "model"), where=f"model {path}")
+    return shape_from_hf_config(read_json(path, "model"), name=str(path),
+                                where=f"model {path}")
 
 
 def model_shape(model) -> ModelShape:
