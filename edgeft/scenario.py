@@ -78,18 +78,27 @@ def _list(value, field: str) -> list:
     return value
 
 
-def validate_scenario(scenario) -> dict:
-    """Check a scenario dict; return it unchanged, or raise InputError naming field and value."""
+DEFT_FIELDS = ("payload_bits", "blocks")
+"""What only DEFT reads: the block costs and the payload of a block's upload."""
+
+
+def validate_scenario(scenario, *, deft: bool = True) -> dict:
+    """Check a scenario dict; return it unchanged, or raise InputError naming field and value.
+
+    ``deft=False`` checks it for another paradigm (split fine-tuning, :mod:`edgeft.sft.scenario`):
+    :data:`DEFT_FIELDS` may be absent (they are checked when present) and the devices need not
+    outnumber the blocks (DEFT gives each block its own device)."""
     scenario = _object(scenario, "scenario")
     if "blocks" in scenario and "payload_bits" in scenario and "devices" not in scenario \
             and "bandwidth_hz" not in scenario:
         raise InputError("scenario", "a block cost profile", "a scenario (a profile's blocks "
                          "become one through edgeft scenario --profile)")
     for name in (*TOP_FIELDS, "devices", "blocks"):
-        if name not in scenario:
+        if name not in scenario and (deft or name not in DEFT_FIELDS):
             raise InputError.missing(name)
     for name, spec in TOP_RANGES.items():
-        checks.in_range(name, scenario[name], *spec)
+        if name in scenario:
+            checks.in_range(name, scenario[name], *spec)
 
     devices = _list(scenario["devices"], "devices")
     if len(devices) > MAX_DEVICES:
@@ -110,10 +119,13 @@ def validate_scenario(scenario) -> dict:
                 raise InputError.missing(f"devices[{i}].{name}", "a number")
             checks.in_range(f"devices[{i}].{name}", dev[name], *spec)
 
+    if "blocks" not in scenario:  # not deft (checked above)
+        return scenario
     k = len(check_blocks(scenario["blocks"]))
-    if len(devices) < k:
+    if deft and len(devices) < k:
         raise InputError(
-            "devices", f"{len(devices)} devices", f"at least as many devices as blocks ({k})"
+            "devices", f"{len(devices)} devices", f"at least as many devices as blocks ({k}: "
+            "DEFT gives each block its own device)"
         )
     return scenario
 
@@ -123,27 +135,36 @@ class ScenarioArrays:
     """A validated scenario as arrays: blocks in depth order (index d-1 is depth d), devices in
     file order. The one place a scenario dict is read into numbers."""
 
-    compute_ref_s: np.ndarray  # (K,)
+    compute_ref_s: np.ndarray  # (K,); (0,) when a non-DEFT scenario has no blocks
     memory_need_bytes: np.ndarray  # (K,)
     compute_factor: np.ndarray  # (N,)
     memory_bytes: np.ndarray  # (N,)
     tx_power_w: np.ndarray  # (N,)
     channel_gain: np.ndarray  # (N,)
-    payload_bits: float
+    payload_bits: float  # NaN when a non-DEFT scenario has none
     bandwidth_hz: float
     noise_power_w: float
     device_ids: tuple[str, ...]
 
 
-def scenario_arrays(source) -> ScenarioArrays:
+def scenario_arrays(source, *, deft: bool = True) -> ScenarioArrays:
     """The arrays of a scenario: a dict (validated here), a path to a scenario file (read and
     validated: :func:`load_scenario`), or a :class:`ScenarioArrays` (validated once already:
-    returned as it is, so a large scenario is not checked again on every call)."""
+    returned as it is, so a large scenario is not checked again on every call). ``deft``: as
+    in :func:`validate_scenario`; DEFT refuses arrays read without its fields or with fewer
+    devices than blocks."""
     if isinstance(source, ScenarioArrays):
+        k, n = source.compute_ref_s.size, source.compute_factor.size
+        if deft and not k:
+            raise InputError.missing("blocks")
+        if deft and n < k:
+            raise InputError("devices", f"{n} devices",
+                             f"at least as many devices as blocks ({k}: DEFT gives each block "
+                             "its own device)")
         return source
-    scenario = load_scenario(source)
+    scenario = load_scenario(source, deft=deft)
     devs = scenario["devices"]
-    blocks = sorted(scenario["blocks"], key=lambda b: b["depth"])
+    blocks = sorted(scenario.get("blocks", []), key=lambda b: b["depth"])
 
     def column(rows, name):
         return np.array([r[name] for r in rows], dtype=float)
@@ -155,22 +176,23 @@ def scenario_arrays(source) -> ScenarioArrays:
         memory_bytes=column(devs, "memory_bytes"),
         tx_power_w=column(devs, "tx_power_w"),
         channel_gain=column(devs, "channel_gain"),
-        payload_bits=float(scenario["payload_bits"]),
+        payload_bits=float(scenario.get("payload_bits", np.nan)),
         bandwidth_hz=float(scenario["bandwidth_hz"]),
         noise_power_w=float(scenario["noise_power_w"]),
         device_ids=tuple(d["id"] for d in devs),
     )
 
 
-def load_scenario(source) -> dict:
+def load_scenario(source, *, deft: bool = True) -> dict:
     """Read and validate a scenario: a dict, or a path to a JSON file (``-``: standard input)
-    read at the door (:func:`edgeft.files.read_json`: bounded size, UTF-8, nesting depth)."""
+    read at the door (:func:`edgeft.files.read_json`: bounded size, UTF-8, nesting depth).
+    ``deft``: as in :func:`validate_scenario`."""
     if isinstance(source, dict):
-        return validate_scenario(source)
+        return validate_scenario(source, deft=deft)
     if not isinstance(source, str | PathLike):
         raise InputError("scenario", type(source).__name__,
                          "a scenario dict or the path of a scenario JSON file")
-    return validate_scenario(read_json(source, "scenario"))
+    return validate_scenario(read_json(source, "scenario"), deft=deft)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,31 @@ def test_plan_bad_flags_exit_2_naming_them(argv, flag, capsys):
     assert len(err.splitlines()) == 1 and flag in err
 
 
+def changed_example(tmp_path, change) -> str:
+    """examples/small.json with ``change(scenario)`` applied, as a file."""
+    scenario = json.loads(Path(EXAMPLE).read_text())
+    change(scenario)
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    return str(path)
+
+
+def test_plan_takes_one_device_under_many_deft_blocks(tmp_path, capsys):
+    """Vanilla split learning on one device: DEFT's blocks do not ask for more devices."""
+    path = changed_example(tmp_path, lambda sc: sc.update(devices=sc["devices"][:1]))
+    assert main(["sft", "plan", path, "--json"]) == 0
+    assert [d["id"] for d in json.loads(capsys.readouterr().out)["devices"]] == ["dev0"]
+
+
+def test_plan_names_a_bad_scenario_field_by_its_name(tmp_path, capsys):
+    """``server_flops`` is a scenario field: `sft plan` has no --server-flops flag."""
+    path = changed_example(tmp_path, lambda sc: sc.update(server_flops=0))
+    assert main(["sft", "plan", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgeft: error: server_flops: expected a number in [")
+    assert "--server-flops" not in err and len(err.splitlines()) == 1
+
+
 def test_plan_at_the_memory_wall_exits_3(tmp_path, capsys):
     scenario = json.loads(Path(EXAMPLE).read_text())
     for d in scenario["devices"]:

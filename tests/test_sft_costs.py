@@ -12,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edgeft.scenario
+from edgeft.deft.problem import DeftProblem
 from edgeft.errors import InputError
 from edgeft.scenario import generate_scenario
 from edgeft.sft import costs
 from edgeft.sft.costs import SftDecision, SftProblem
+from edgeft.sft.scenario import load_sft_scenario
 from edgeft.system import compression, llm, profile
 from edgeft.system.channel import mean_spectral_efficiency, spectral_efficiency
 from edgeft.system.llm import KNOWN_MODELS, LayerCosts
@@ -356,6 +359,28 @@ def test_bad_settings_are_one_line_naming_them(kwargs, field):
     with pytest.raises(InputError) as err:
         SftProblem.from_scenario(scenario(), **kwargs)
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_an_sft_scenario_needs_neither_deft_blocks_nor_as_many_devices():
+    """One device under three DEFT blocks is vanilla split learning; a scenario without DEFT's
+    blocks and payload plans too. DEFT's own loading keeps both checks."""
+    one = scenario(3)
+    one["devices"] = one["devices"][:1]
+    assert SftProblem.from_scenario(one).device_ids == (one["devices"][0]["id"],)
+    bare = {k: v for k, v in scenario().items() if k not in ("blocks", "payload_bits")}
+    assert SftProblem.from_scenario(bare).num_devices == 4
+    with pytest.raises(InputError, match=r"^devices: expected at least as many devices as "
+                       r"blocks \(3: DEFT"):
+        edgeft.scenario.load_scenario(one)
+    with pytest.raises(InputError, match=r"^payload_bits: missing"):
+        edgeft.scenario.load_scenario(bare)
+    for sft_only in (one, bare):  # DEFT refuses arrays read for SFT
+        arrays = load_sft_scenario(sft_only).arrays
+        with pytest.raises(InputError, match=r"^(devices|blocks):"):
+            DeftProblem.from_scenario(arrays)
+    bad = {**bare, "blocks": [{"depth": 1, "memory_bytes": -1, "compute_s": 1.0}]}
+    with pytest.raises(InputError, match=r"^blocks\[0\]"):  # checked when present
+        SftProblem.from_scenario(bad)
 
 
 def test_a_bad_deft_field_is_still_named():

@@ -11,7 +11,7 @@ from edgeft.cli.common import HelpFormatter, comma_names, flag_names, number
 
 PLAN_FLAGS = {"model": "--model", "batch_size": "--batch-size", "seq_len": "--seq-len",
               "tau": "--tau", "delta_max": "--delta-max", "scheme": "--scheme",
-              "server_flops": "--server-flops", "scenario": "SCENARIO"}
+              "scenario": "SCENARIO"}  # the scenario's own fields keep their names
 TRAIN_FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
                "schemes": "--schemes", "rounds": "--rounds", "tau": "--tau",
                "batch_size": "--batch-size", "seq_len": "--seq-len", "lr": "--lr",
@@ -109,9 +109,9 @@ def run_plan(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edgeft.errors import InputError
-    from edgeft.scenario import load_scenario
     from edgeft.sft.costs import SftDecision, SftProblem, round_costs
     from edgeft.sft.placement import AccuracyModel
+    from edgeft.sft.scenario import load_sft_scenario
     from edgeft.sft.schemes import SCHEMES, check_schemes
     from edgeft.system.profile import Workload
 
@@ -119,7 +119,7 @@ def run_plan(args: argparse.Namespace) -> int:
         (name,) = check_schemes([args.scheme], "scheme")
         accuracy = AccuracyModel(args.delta_max)
         work = Workload(batch_size=args.batch_size, seq_len=args.seq_len, tau=args.tau)
-        scenario = load_scenario(args.scenario)
+        scenario = load_sft_scenario(args.scenario)
         problem = SftProblem.from_scenario(scenario, model=args.model, workload=work)
         d = SCHEMES[name].solve(problem, accuracy)
     ids = [problem.device_ids[int(n)] for n in d.devices]

@@ -1,7 +1,9 @@
 """SFT's scenario: a DEFT scenario (:mod:`edgeft.scenario`) and three optional top-level fields
 (docs/sft.md section 3): ``server_flops`` (default 1e14 FLOP/s, an edge GPU),
 ``downlink_bandwidth_hz`` (default: ``bandwidth_hz``) and ``server_tx_power_w`` (default 1 W).
-DEFT's ``payload_bits`` and ``blocks`` are read (and checked) but SFT does not use them.
+DEFT's ``payload_bits`` and ``blocks`` are optional (checked when present; SFT does not use
+them), and a scenario may have fewer devices than DEFT blocks: one device is vanilla split
+learning (:func:`edgeft.scenario.validate_scenario` with ``deft=False``).
 """
 
 from __future__ import annotations
@@ -72,5 +74,5 @@ def load_sft_scenario(source, **overrides) -> SftScenario:
     if not isinstance(source, dict):
         raise InputError("scenario", type(source).__name__,
                          "a scenario dict or the path of a scenario JSON file")
-    arrays = scenario_arrays(source)  # validates DEFT's fields
+    arrays = scenario_arrays(source, deft=False)  # the devices and channels, DEFT's fields
     return SftScenario(arrays, **sft_fields(source, arrays.bandwidth_hz, **overrides))

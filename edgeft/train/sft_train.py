@@ -24,10 +24,11 @@ import numpy as np
 
 from edgeft.errors import InputError, RunError
 from edgeft.files import folder_lock, json_text, write_text
-from edgeft.scenario import generate_scenario, load_scenario
+from edgeft.scenario import generate_scenario
 from edgeft.sft.costs import SftDecision, SftProblem
 from edgeft.sft.manager import draw_gains
 from edgeft.sft.placement import AccuracyModel
+from edgeft.sft.scenario import load_sft_scenario
 from edgeft.sft.schemes import SCHEMES
 from edgeft.system.profile import Workload
 from edgeft.train.centralized import CentralizedTrainer
@@ -45,10 +46,10 @@ def sft_problem(cfg: SftTrainConfig, num_layers: int) -> SftProblem:
     """The study's problem: the scenario (generated, or the file) with the trained model's
     analytic per-layer costs at the study's batch, sequence length and iterations."""
     if cfg.scenario is not None:
-        scenario = load_scenario(cfg.scenario)
-        if len(scenario["devices"]) != cfg.num_devices:
+        scenario = load_sft_scenario(cfg.scenario)
+        if len(scenario.arrays.device_ids) != cfg.num_devices:
             raise InputError("num_devices", cfg.num_devices,
-                             f"the scenario's {len(scenario['devices'])} devices")
+                             f"the scenario's {len(scenario.arrays.device_ids)} devices")
     else:
         scenario = generate_scenario(num_devices=cfg.num_devices, num_blocks=1,
                                      snr_db=cfg.snr_db, seed=cfg.seed)
