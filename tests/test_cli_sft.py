@@ -68,6 +68,17 @@ def test_plan_names_a_bad_scenario_field_by_its_name(tmp_path, capsys):
     assert "--server-flops" not in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("argv, hint", [
+    (["sft", "plan"], "(edgeft sft plan --help says more)"),
+    (["sft", "train", "--rounds", "x"], "(edgeft sft train --help says more)"),
+])
+def test_a_usage_error_points_at_the_commands_own_help(argv, hint, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and err.endswith(hint)
+
+
 def test_plan_at_the_memory_wall_exits_3(tmp_path, capsys):
     scenario = json.loads(Path(EXAMPLE).read_text())
     for d in scenario["devices"]:

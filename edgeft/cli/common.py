@@ -29,7 +29,7 @@ class Parser(argparse.ArgumentParser):
                          r"\1: expected one of \4, got \3", message)
         message = re.sub(r"^argument (\S+?)(/\S+)?: ", r"\1: ", message)
         message = re.sub(r"'([^']{60})[^']{4,}'", r"'\1...'", message)  # a value is shown short
-        print(f"edgeft: error: {message} (edgeft {self.prog.split()[-1]} --help says more)"
+        print(f"edgeft: error: {message} ({self.prog} --help says more)"
               if self.prog != "edgeft" else f"edgeft: error: {message}", file=sys.stderr)
         sys.exit(2)
 
