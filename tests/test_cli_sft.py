@@ -30,6 +30,32 @@ def test_plan_runs_every_kind_of_scheme(scheme, capsys):
     assert "round latency" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("scheme, kind", [("sft", "parallel"), ("vanilla-sl", "sequential"),
+                                          ("fedavg-lora", "local")])
+def test_plan_prints_the_round_term_by_term_with_one_key_set(scheme, kind, capsys):
+    """Text: ``round = I x iteration + aggregation``; JSON: the same keys for every scheme,
+    null where a term does not apply (no server compute or activation in FedAvg-LoRA)."""
+    assert main(["sft", "plan", EXAMPLE, "--scheme", scheme, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == kind
+    assert set(out) == {"scheme", "kind", "round_latency_s", "solve_s", "excluded", "devices",
+                        "terms_s", "payload_bytes_per_iteration", "raw_bytes_per_iteration"}
+    terms = out["terms_s"]
+    assert set(terms) == {"iteration", "server", "aggregation", "iterations_per_round"}
+    assert terms["iterations_per_round"] * terms["iteration"] + terms["aggregation"] \
+        == pytest.approx(out["round_latency_s"], rel=1e-9)
+    local = kind == "local"
+    assert (terms["server"] is None) == local
+    assert (out["payload_bytes_per_iteration"] is None) == local
+    assert (out["raw_bytes_per_iteration"] is None) == local
+    assert main(["sft", "plan", EXAMPLE, "--scheme", scheme]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  round = "))
+    assert line.startswith(f"  round = {terms['iterations_per_round']} x "
+                           f"{terms['iteration']:.4f} s (")
+    assert f" + {terms['aggregation']:.4f} s (" in line
+    assert ("server" in line) != local
+
+
 @pytest.mark.parametrize("argv, flag", [
     (["--delta-max", "0"], "--delta-max"),
     (["--delta-max", "nan"], "--delta-max"),

@@ -84,10 +84,12 @@ def distortion(elements: int, rho: float, q: float) -> float:
     return compression.distortion(rho, q, eta)
 
 
-def validate(raw: Raw, gains, decision, kind: str, wall: int | None = None) -> None:
+def validate(raw: Raw, gains, decision, kind: str, wall: int | None = None) -> dict:
     """Every constraint of the decision and its latency, recomputed from raw numbers.
     ``wall``: the cut a device must hold to take part (1 for SFT, L//2 for the fixed cut;
-    None for FedAvg-LoRA, which needs the whole model)."""
+    None for FedAvg-LoRA, which needs the whole model). Returns the round's terms, ``latency
+    = iterations x iteration + aggregation`` (``server``: the server's part of an iteration,
+    None in a local round; ``payload``: the mean bits a device sends each way per iteration)."""
     sc, c, w = raw.scenario, raw.layer, raw.work
     devs = sc["devices"]
     n_all, num_layers = len(devs), c.num_layers
@@ -148,20 +150,30 @@ def validate(raw: Raw, gains, decision, kind: str, wall: int | None = None) -> N
             assert math.fsum(values) <= budget and sum(values) <= budget, (key, budget)
 
     # The round's latency
+    server = math.fsum(t["server"] for t in terms)
+    payload = math.fsum(t["V"] for t in terms) / m
     if kind == "parallel":
         up = max(t["t_f"] + t["V"] / (t["u"] * t["s"]) for t in terms)
         down = max(t["V"] / (t["w"] * t["s_dn"]) + t["t_b"] for t in terms)
         agg = max(t["P"] / (t["v"] * t["s"]) for t in terms)
-        latency = iters * (up + math.fsum(t["server"] for t in terms) + down) + agg
+        latency = iters * (up + server + down) + agg
+        parts = {"iteration": up + server + down, "server": server, "aggregation": agg}
     elif kind == "sequential":
-        latency = math.fsum(
-            iters * (t["t_f"] + t["V"] / (t["u"] * t["s"]) + t["server"]
-                     + t["V"] / (t["w"] * t["s_dn"]) + t["t_b"]) + t["P"] / (t["v"] * t["s"])
-            for t in terms)
+        turns = [t["t_f"] + t["V"] / (t["u"] * t["s"]) + t["server"]
+                 + t["V"] / (t["w"] * t["s_dn"]) + t["t_b"] for t in terms]
+        uploads = [t["P"] / (t["v"] * t["s"]) for t in terms]
+        latency = math.fsum(iters * x + y for x, y in zip(turns, uploads, strict=True))
+        parts = {"iteration": math.fsum(turns), "server": server,
+                 "aggregation": math.fsum(uploads)}
     else:
         latency = max(iters * t["t_loc"] + t["P"] / (t["v"] * t["s"]) for t in terms)
+        slowest = max(terms, key=lambda t: t["t_loc"])  # all finish together (min-max band)
+        parts = {"iteration": slowest["t_loc"], "server": None,
+                 "aggregation": slowest["P"] / (slowest["v"] * slowest["s"])}
+        payload = None
     assert decision.latency_s == pytest.approx(latency, rel=1e-9), (kind, decision.latency_s,
                                                                     latency)
+    return {**parts, "payload": payload}
 
 
 def wall_of(name: str, num_layers: int) -> int | None:
@@ -214,6 +226,35 @@ def test_every_scheme_on_random_instances_passes_the_validator():
                 checked[name] += 1
             assert run.total_s == pytest.approx(sum(d.latency_s for d in run.decisions))
     assert min(checked.values()) >= 10, checked
+
+
+def test_round_terms_add_up_to_the_round_as_the_validator_splits_it():
+    """``round_terms``: I x iteration + aggregation for every kind, term by term as the
+    validator computes them from raw numbers (sft plan prints these)."""
+    rng = np.random.default_rng(12)
+    seen = set()
+    for _ in range(3):
+        raw = random_raw(rng, n=int(rng.integers(2, 6)), model="all-minilm-l6-v2")
+        problem = raw.problem()
+        for name, scheme in SCHEMES.items():
+            try:
+                d = scheme.solve(problem, raw.delta_max)
+            except InfeasibleError:
+                continue
+            want = validate(raw, problem.channel_gain, d, scheme.kind,
+                            wall_of(name, problem.num_layers))
+            got = manager.round_terms(problem, d)
+            assert got.kind == scheme.kind and got.iterations == raw.work.tau
+            assert got.latency_s == pytest.approx(d.latency_s, rel=1e-9)
+            assert got.iteration_s == pytest.approx(want["iteration"], rel=1e-9)
+            assert got.aggregation_s == pytest.approx(want["aggregation"], rel=1e-9)
+            for key, value in (("server", got.server_s), ("payload", got.payload_bits)):
+                assert (value is None) == (want[key] is None), (name, key)
+                if value is not None:
+                    assert value == pytest.approx(want[key], rel=1e-9)
+            assert (got.raw_bits is None) == (scheme.kind == "local")
+            seen.add(scheme.kind)
+    assert seen == {"parallel", "sequential", "local"}
 
 
 def test_plan_passes_the_validator_with_both_spectrum_solvers():

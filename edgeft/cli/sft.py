@@ -12,6 +12,11 @@ from edgeft.cli.common import HelpFormatter, comma_names, flag_names, number
 PLAN_FLAGS = {"model": "--model", "batch_size": "--batch-size", "seq_len": "--seq-len",
               "tau": "--tau", "delta_max": "--delta-max", "scheme": "--scheme",
               "scenario": "SCENARIO"}  # the scenario's own fields keep their names
+TERM_NAMES = {  # a round = I x (iteration) + (aggregation), by kind (edgeft.sft.manager)
+    "parallel": ("iteration T_it", "aggregation T_agg"),
+    "sequential": ("an iteration of every turn", "the LoRA uploads"),
+    "local": ("local iteration, slowest device", "its LoRA upload"),
+}
 TRAIN_FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
                "schemes": "--schemes", "rounds": "--rounds", "tau": "--tau",
                "batch_size": "--batch-size", "seq_len": "--seq-len", "lr": "--lr",
@@ -106,10 +111,9 @@ def add_parsers(sub) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     """Handler of ``edgeft sft plan``."""
-    import numpy as np
-
     from edgeft.errors import InputError
-    from edgeft.sft.costs import SftDecision, SftProblem, round_costs
+    from edgeft.sft.costs import SftProblem
+    from edgeft.sft.manager import round_terms
     from edgeft.sft.placement import AccuracyModel
     from edgeft.sft.scenario import load_sft_scenario
     from edgeft.sft.schemes import SCHEMES, check_schemes
@@ -129,14 +133,14 @@ def run_plan(args: argparse.Namespace) -> int:
                 "uplink_hz": float(u), "downlink_hz": float(w), "aggregation_hz": float(v)}
                for i, c, r, q, u, w, v in zip(ids, d.cuts, d.keep_ratio, d.bits, d.uplink_hz,
                                               d.downlink_hz, d.aggregation_hz, strict=True)]}
-    if d.kind == "parallel" and len(d.devices):
-        sub = problem.select(d.devices)
-        rc = round_costs(sub, SftDecision(d.cuts, d.keep_ratio, d.bits, d.uplink_hz,
-                                          d.downlink_hz, d.aggregation_hz))
-        out["terms_s"] = {"iteration": float(rc.iteration_s), "server": float(rc.server_s),
-                          "iterations_per_round": int(sub.iterations)}
-        out["payload_bytes_per_iteration"] = float(np.mean(rc.payload_bits) / 8)
-        out["raw_bytes_per_iteration"] = float(sub.costs.cut_elements * 4)
+    # The round term by term; every scheme has the same keys (null where a term does not apply).
+    terms = round_terms(problem, d) if len(d.devices) else None
+    out["terms_s"] = None if terms is None else {
+        "iteration": terms.iteration_s, "server": terms.server_s,
+        "aggregation": terms.aggregation_s, "iterations_per_round": terms.iterations}
+    for key, bits in (("payload_bytes_per_iteration", terms and terms.payload_bits),
+                      ("raw_bytes_per_iteration", terms and terms.raw_bits)):
+        out[key] = None if bits is None else bits / 8
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -151,10 +155,14 @@ def run_plan(args: argparse.Namespace) -> int:
               f"{row['aggregation_hz'] / 1e6:>9.3f}")
     if d.excluded:
         print(f"  left out (memory wall): {', '.join(d.excluded)}")
-    if "payload_bytes_per_iteration" in out:
+    if out["payload_bytes_per_iteration"] is not None:
         share = out["payload_bytes_per_iteration"] / out["raw_bytes_per_iteration"]
         print(f"  activation at the cut: {number(out['payload_bytes_per_iteration'], 0)} bytes "
               f"each way per iteration ({share:.2%} of fp32)")
+    iteration, aggregation = TERM_NAMES[d.kind]
+    server = "" if terms.server_s is None else f"; server {number(terms.server_s)} s"
+    print(f"  round = {terms.iterations} x {number(terms.iteration_s)} s ({iteration}{server}) "
+          f"+ {number(terms.aggregation_s)} s ({aggregation})")
     print(f"round latency {number(d.latency_s)} s; solved in {d.solve_s * 1e3:.1f} ms")
     return 0
 

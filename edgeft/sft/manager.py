@@ -46,7 +46,7 @@ from edgeft.sft import costs
 from edgeft.sft.costs import SftDecision, SftProblem
 from edgeft.sft.placement import UNCOMPRESSED, AccuracyModel, Placement, place
 from edgeft.sft.spectrum import SpectrumInputs, minmax_bandwidth, solve_spectrum
-from edgeft.system.channel import rayleigh_gains
+from edgeft.system.channel import rayleigh_gains, upload_latency_s
 from edgeft.system.latency import compute_latency_s
 
 KINDS = ("parallel", "sequential", "local")
@@ -177,17 +177,25 @@ def _walled(problem: SftProblem, keep: np.ndarray, what: str) -> tuple[str, ...]
     return excluded
 
 
-def sequential_turn_s(problem: SftProblem, cuts) -> np.ndarray:
-    """Each device's turn in vanilla split learning (§6): ``I (t_f + V/(B s) + t_s,n +
-    V/(B_dn s') + t_b) + P(c)/(B s)``, uncompressed, the whole band; broadcasts over cuts."""
+def sequential_iteration_s(problem: SftProblem, cuts) -> np.ndarray:
+    """One iteration of each device's turn in vanilla split learning (§6):
+    ``t_f + V/(B s) + t_s,n + V/(B_dn s') + t_b``, uncompressed, the whole band; broadcasts
+    over cuts."""
     c = np.asarray(cuts, dtype=float)
     v = float(costs.payload_bits(problem, *UNCOMPRESSED))
-    per_iteration = (costs.device_forward_s(problem, c)
-                     + v / (problem.bandwidth_hz * problem.uplink_eff)
-                     + costs.server_batch_s(problem, c)
-                     + v / (problem.downlink_bandwidth_hz * problem.downlink_eff)
-                     + costs.device_backward_s(problem, c))
-    return problem.iterations * per_iteration \
+    return (costs.device_forward_s(problem, c)
+            + v / (problem.bandwidth_hz * problem.uplink_eff)
+            + costs.server_batch_s(problem, c)
+            + v / (problem.downlink_bandwidth_hz * problem.downlink_eff)
+            + costs.device_backward_s(problem, c))
+
+
+def sequential_turn_s(problem: SftProblem, cuts) -> np.ndarray:
+    """Each device's turn in vanilla split learning (§6): ``I`` iterations
+    (:func:`sequential_iteration_s`) and its LoRA upload ``P(c)/(B s)``; broadcasts over
+    cuts."""
+    c = np.asarray(cuts, dtype=float)
+    return problem.iterations * sequential_iteration_s(problem, c) \
         + costs.lora_bits(problem, c) / (problem.bandwidth_hz * problem.uplink_eff)
 
 
@@ -243,6 +251,62 @@ def _fedavg_round(problem: SftProblem, placement, accuracy) -> Decision:
     return Decision("local", devices, excluded, np.full(m, num_layers), ones * UNCOMPRESSED[0],
                     ones * UNCOMPRESSED[1], zeros, zeros, v, float(latency),
                     time.perf_counter() - start)
+
+
+# --- A decision's round, term by term ----------------------------------------------------
+
+@dataclass(frozen=True)
+class RoundTerms:
+    """A decision's round latency term by term: ``iterations x iteration_s + aggregation_s``
+    (docs/sft.md §3; §6 for the baselines). By kind:
+
+    - ``parallel``: ``T_it`` (with the server's ``t_s``) and ``T_agg``;
+    - ``sequential``: one iteration of every device's turn, summed (the server's ``t_s,n``
+      summed), and every device's LoRA upload, summed;
+    - ``local``: the slowest device's local iteration ``t_loc`` and its LoRA upload (the
+      min-max upload band has every device finish together; no server compute: ``server_s``
+      None).
+
+    ``payload_bits``: the mean bits one device sends each way per iteration (None in a local
+    round: no activation crosses), ``raw_bits`` the same activation in fp32."""
+
+    kind: str
+    iterations: int  # I
+    iteration_s: float
+    server_s: float | None
+    aggregation_s: float
+    payload_bits: float | None
+    raw_bits: float | None
+
+    @property
+    def latency_s(self) -> float:
+        return self.iterations * self.iteration_s + self.aggregation_s
+
+
+def round_terms(problem: SftProblem, decision: Decision) -> RoundTerms:
+    """The terms of ``decision``'s round on ``problem`` (the problem it was decided on: its
+    ``devices`` index it); they add up to ``decision.latency_s``."""
+    sub = _sub(problem, decision.devices)
+    cuts, iterations = decision.cuts, sub.iterations
+    raw = 32.0 * sub.costs.cut_elements  # the activation at the cut in fp32
+    if decision.kind == "parallel":
+        rc = costs.round_costs(sub, SftDecision(
+            cuts, decision.keep_ratio, decision.bits, decision.uplink_hz, decision.downlink_hz,
+            decision.aggregation_hz))
+        return RoundTerms("parallel", iterations, rc.iteration_s, rc.server_s,
+                          float(np.max(rc.aggregation_s)), float(np.mean(rc.payload_bits)), raw)
+    if decision.kind == "sequential":
+        uploads = costs.lora_bits(sub, cuts) / (sub.bandwidth_hz * sub.uplink_eff)
+        return RoundTerms("sequential", iterations,
+                          float(np.sum(sequential_iteration_s(sub, cuts))),
+                          float(costs.server_s(sub, cuts)), float(np.sum(uploads)),
+                          float(costs.payload_bits(sub, *UNCOMPRESSED)), raw)
+    local = local_compute_s(sub)
+    upload = upload_latency_s(costs.lora_bits(sub, cuts), decision.aggregation_hz,
+                              sub.uplink_eff)
+    slowest = int(np.argmax(local))  # the min-max band has every device finish together
+    return RoundTerms("local", iterations, float(local[slowest]), None, float(upload[slowest]),
+                      None, None)
 
 
 TWO_TIMESCALE = Policy(_sqp_round, place)
