@@ -121,6 +121,8 @@ def test_plan_at_the_memory_wall_exits_3(tmp_path, capsys):
     (["--rounds", "0"], "--rounds"),
     (["--delta-max", "-1"], "--delta-max"),
     (["--eval-every", "9"], "--eval-every"),  # more than --rounds 2
+    (["--delta-max", "1"], "--delta-max"),  # a cap of 1 learns nothing (docs/sft.md §9)
+    (["--delta-max", "1e9"], "--delta-max"),
 ])
 def test_train_bad_flags_exit_2_before_work(argv, flag, tmp_path, capsys):
     code = main(["sft", "train", "--rounds", "2", "--out", str(tmp_path / "o"), *argv])
@@ -128,6 +130,13 @@ def test_train_bad_flags_exit_2_before_work(argv, flag, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and flag in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [["--delta-max", "1.0"], ["--seq-len", "1024"]])
+def test_plan_refuses_a_cap_of_one_and_a_sequence_beyond_the_positions(argv, capsys):
+    assert main(["sft", "plan", EXAMPLE, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"edgeft: error: {argv[0]}: expected")
 
 
 @pytest.mark.slow

@@ -54,7 +54,8 @@ def add_parsers(sub) -> None:
                    help="tokens per sequence")
     p.add_argument("--tau", type=int, default=5, metavar="I", help="iterations per round")
     p.add_argument("--delta-max", type=float, default=0.1, metavar="D",
-                   help="distortion cap of the accuracy constraint (docs/sft.md section 5)")
+                   help="distortion cap of the accuracy constraint, in (0, 1) (docs/sft.md "
+                   "section 5)")
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
     p.set_defaults(func=run_plan)
 
@@ -91,7 +92,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--scenario", default=None, metavar="FILE",
                    help="a scenario file instead of a generated one (--devices must match)")
     p.add_argument("--delta-max", type=float, default=d.delta_max, metavar="D",
-                   help="distortion cap of the accuracy constraint")
+                   help="distortion cap of the accuracy constraint, in (0, 1)")
     p.add_argument("--period", type=int, default=d.period, metavar="F",
                    help="rounds between large-timescale decisions")
     p.add_argument("--seed", type=int, default=d.seed,
@@ -113,7 +114,7 @@ def run_plan(args: argparse.Namespace) -> int:
     """Handler of ``edgeft sft plan``."""
     from edgeft.errors import InputError
     from edgeft.sft.costs import SftProblem
-    from edgeft.sft.manager import round_terms
+    from edgeft.sft.manager import check_delta_max, round_terms
     from edgeft.sft.placement import AccuracyModel
     from edgeft.sft.scenario import load_sft_scenario
     from edgeft.sft.schemes import SCHEMES, check_schemes
@@ -121,7 +122,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
     with flag_names(PLAN_FLAGS):
         (name,) = check_schemes([args.scheme], "scheme")
-        accuracy = AccuracyModel(args.delta_max)
+        accuracy = AccuracyModel(check_delta_max(args.delta_max))
         work = Workload(batch_size=args.batch_size, seq_len=args.seq_len, tau=args.tau)
         scenario = load_sft_scenario(args.scenario)
         problem = SftProblem.from_scenario(scenario, model=args.model, workload=work)

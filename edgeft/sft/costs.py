@@ -157,7 +157,8 @@ class SftProblem:
         (batch b, sequence S, ``tau`` = I iterations per round, bytes per element, the
         reference device's FLOP/s, workspace). Keyword SFT fields override the scenario's.
         ``channel="mean"`` reads the gains as mean gains and uses the Rayleigh mean spectral
-        efficiency (§5, the large timescale). Bad input: an :class:`InputError` naming it."""
+        efficiency (§5, the large timescale). A sequence longer than the model's learned
+        positions is refused. Bad input: an :class:`InputError` naming it."""
         work = Workload() if workload is None else workload
         if not isinstance(work, Workload):
             raise InputError("workload", type(work).__name__,
@@ -169,7 +170,11 @@ class SftProblem:
         if isinstance(model, LayerCosts):
             costs = model
         else:
-            costs = layer_costs(model_shape(model), work.batch_size, work.seq_len,
+            shape = model_shape(model)
+            if shape.positions and work.seq_len > shape.positions:  # learned positions
+                raise InputError("seq_len", work.seq_len,
+                                 f"at most the {shape.positions} positions of {shape.name}")
+            costs = layer_costs(shape, work.batch_size, work.seq_len,
                                 work.bytes_per_element, lora_rank, lora_targets)
         a = sft.arrays
         problem = cls(

@@ -144,6 +144,22 @@ def plan(problem: SftProblem, accuracy: AccuracyModel | float, *, mean_gain=None
     return policy.solve(problem, as_accuracy(accuracy), mean_gain)
 
 
+DELTA_MAX_LIMIT = 1.0
+"""A distortion cap must stay below this: at ``delta = 1`` the codec may send almost nothing
+(the relative error of sending nothing is 1), and a real run at a cap of 1.0 learned nothing
+(docs/sft.md section 9)."""
+
+
+def check_delta_max(value) -> float:
+    """A distortion cap in (0, :data:`DELTA_MAX_LIMIT`) (an :class:`InputError` naming
+    ``delta_max`` otherwise); the check of the commands' ``--delta-max``."""
+    cap = checks.positive("delta_max", value, "a distortion cap in (0, 1)")
+    if cap >= DELTA_MAX_LIMIT:
+        raise InputError("delta_max", value, "a distortion cap in (0, 1) (at 1 the codec may "
+                         "send almost nothing, and a run learns nothing: docs/sft.md section 9)")
+    return cap
+
+
 def as_accuracy(accuracy) -> AccuracyModel:
     """An :class:`AccuracyModel` from one, or from ``delta_max`` alone."""
     return accuracy if isinstance(accuracy, AccuracyModel) else AccuracyModel(accuracy)

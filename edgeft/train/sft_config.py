@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from edgeft import checks
 from edgeft.errors import InputError
+from edgeft.sft.manager import check_delta_max
 from edgeft.sft.schemes import SCHEMES, check_schemes
 from edgeft.system.ranges import MAX_BATCH, MAX_SEQ_LEN, SNR_DB_RANGE
 from edgeft.train.config import MAX_SEED, LoopConfig, RunOptions
@@ -60,7 +61,7 @@ class SftTrainConfig:
         if self.dirichlet_alpha is not None:
             checks.in_range("dirichlet_alpha", self.dirichlet_alpha, 1e-3, 1e6)
         checks.in_range("snr_db", self.snr_db, *SNR_DB_RANGE)
-        checks.in_range("delta_max", self.delta_max, 1e-9, 1e3, "(a distortion cap)")
+        check_delta_max(self.delta_max)
         checks.integer("period", self.period, 1, 1_000_000)
         checks.integer("seed", self.seed, 0, MAX_SEED)
         checks.integer("train_limit", self.train_limit, 0)
