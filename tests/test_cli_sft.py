@@ -123,6 +123,7 @@ def test_plan_at_the_memory_wall_exits_3(tmp_path, capsys):
     (["--eval-every", "9"], "--eval-every"),  # more than --rounds 2
     (["--delta-max", "1"], "--delta-max"),  # a cap of 1 learns nothing (docs/sft.md §9)
     (["--delta-max", "1e9"], "--delta-max"),
+    (["--task", "QNLI"], "--task"),  # its dev set only
 ])
 def test_train_bad_flags_exit_2_before_work(argv, flag, tmp_path, capsys):
     code = main(["sft", "train", "--rounds", "2", "--out", str(tmp_path / "o"), *argv])
@@ -137,6 +138,24 @@ def test_plan_refuses_a_cap_of_one_and_a_sequence_beyond_the_positions(argv, cap
     assert main(["sft", "plan", EXAMPLE, *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"edgeft: error: {argv[0]}: expected")
+
+
+def test_train_help_lists_the_tasks_it_trains(capsys):
+    from edgeft.train.tasks import GLUE_TASKS
+
+    with pytest.raises(SystemExit):
+        main(["sft", "train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    trainable = [n for n, spec in GLUE_TASKS.items() if "train" in spec.splits]
+    assert f"GLUE task ({', '.join(trainable)})" in text and "WNLI" in trainable
+
+
+def test_the_default_eval_every_fits_the_rounds():
+    from edgeft.train.sft_config import SftTrainConfig
+
+    assert SftTrainConfig(task="SST-2", rounds=3).eval_every == 3
+    assert SftTrainConfig(task="SST-2", rounds=40).eval_every == 10
+    assert SftTrainConfig(task="SST-2", rounds=40, eval_every=40).eval_every == 40
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ TRAIN_FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
 
 
 def add_parsers(sub) -> None:
-    from edgeft.train.sft_config import SftTrainConfig
+    from edgeft.train.sft_config import DEFAULT_EVAL_EVERY, SftTrainConfig
+    from edgeft.train.tasks import TRAINABLE_TASKS
 
     group = sub.add_parser("sft", help="split fine-tuning: manager decisions and real runs",
                            formatter_class=HelpFormatter)
@@ -67,7 +68,8 @@ def add_parsers(sub) -> None:
         "codec wrote); a centralized run on the same samples is the oracle. Writes "
         "OUT/TASK/{SCHEME,centralized}/trace.jsonl and summary.json; rerunning the same "
         "command resumes from the checkpoints.", formatter_class=HelpFormatter)
-    p.add_argument("--task", default=d.task, help="GLUE task (SST-2, CoLA, MRPC, RTE, STS-B)")
+    p.add_argument("--task", default=d.task,
+                   help=f"GLUE task ({', '.join(TRAINABLE_TASKS)})")
     p.add_argument("--glue-dir", default=None, metavar="DIR",
                    help="GLUE directory in the standard TSV layout (default: $EDGEFT_GLUE_DIR)")
     p.add_argument("--model", default=None,
@@ -101,8 +103,9 @@ def add_parsers(sub) -> None:
                    help="use the first N training examples (0: all)")
     p.add_argument("--dev-limit", type=int, default=0, metavar="N",
                    help="evaluate on the first N dev examples (0: all)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, metavar="R",
-                   help="rounds between evaluations")
+    p.add_argument("--eval-every", type=int, default=None, metavar="R",
+                   help=f"rounds between evaluations (default: {DEFAULT_EVAL_EVERY}, or "
+                   "--rounds if fewer)")
     p.add_argument("--no-centralized", action="store_true", help="skip the oracle run")
     p.add_argument("--out", default="runs-sft", metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -12,9 +12,10 @@ from edgeft.sft.manager import check_delta_max
 from edgeft.sft.schemes import SCHEMES, check_schemes
 from edgeft.system.ranges import MAX_BATCH, MAX_SEQ_LEN, SNR_DB_RANGE
 from edgeft.train.config import MAX_SEED, LoopConfig, RunOptions
-from edgeft.train.tasks import task_spec
+from edgeft.train.tasks import TRAINABLE_TASKS, task_spec
 
 EXECUTABLE = "parallel"  # the decisions the SFT executor runs (docs/sft.md §2)
+DEFAULT_EVAL_EVERY = 10  # rounds between evaluations unless --eval-every (or --rounds) says
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,17 @@ class SftTrainConfig:
     seed: int = 0
     train_limit: int = 0
     dev_limit: int = 0
-    eval_every: int = 10
+    eval_every: int | None = None  # None: DEFAULT_EVAL_EVERY, at most rounds
     centralized: bool = True
     model: str | None = None
     progress: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "task", task_spec(self.task).name)
+        if self.task not in TRAINABLE_TASKS:
+            raise InputError("task", self.task, "a task with a training set, one of "
+                             f"{', '.join(TRAINABLE_TASKS)} (edgeft reads only the dev set of "
+                             f"{self.task})")
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
         for name in self.schemes:
             if SCHEMES[name].kind != EXECUTABLE:
@@ -66,6 +71,8 @@ class SftTrainConfig:
         checks.integer("seed", self.seed, 0, MAX_SEED)
         checks.integer("train_limit", self.train_limit, 0)
         checks.integer("dev_limit", self.dev_limit, 0)
+        if self.eval_every is None:
+            object.__setattr__(self, "eval_every", min(DEFAULT_EVAL_EVERY, self.rounds))
         checks.integer("eval_every", self.eval_every, 1, self.rounds)
 
     def identity(self) -> dict:

@@ -50,6 +50,10 @@ GLUE_TASKS: dict[str, TaskSpec] = {
 }
 
 
+TRAINABLE_TASKS = tuple(name for name, spec in GLUE_TASKS.items() if "train" in spec.splits)
+"""The tasks a fine-tuning run can train on (QNLI is read for its dev set only)."""
+
+
 def task_spec(task: str) -> TaskSpec:
     """The :class:`TaskSpec` of ``task``, case and dash insensitive (``sst2`` = ``SST-2``)."""
     key = task.replace("-", "").replace("_", "").lower()
