@@ -123,6 +123,7 @@ def test_plan_at_the_memory_wall_exits_3(tmp_path, capsys):
     (["--eval-every", "9"], "--eval-every"),  # more than --rounds 2
     (["--delta-max", "1"], "--delta-max"),  # a cap of 1 learns nothing (docs/sft.md §9)
     (["--delta-max", "1e9"], "--delta-max"),
+    (["--seq-len", "1024"], "--seq-len"),  # MiniLM has 512 positions
     (["--task", "QNLI"], "--task"),  # its dev set only
 ])
 def test_train_bad_flags_exit_2_before_work(argv, flag, tmp_path, capsys):
@@ -156,6 +157,54 @@ def test_the_default_eval_every_fits_the_rounds():
     assert SftTrainConfig(task="SST-2", rounds=3).eval_every == 3
     assert SftTrainConfig(task="SST-2", rounds=40).eval_every == 10
     assert SftTrainConfig(task="SST-2", rounds=40, eval_every=40).eval_every == 40
+
+
+def needs_glue():
+    if not (GLUE_DIR / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE_DIR} (needs SST-2)")
+
+
+TINY = ["sft", "train", "--task", "SST-2", "--glue-dir", str(GLUE_DIR), "--train-limit", "60",
+        "--dev-limit", "16", "--rounds", "2", "--tau", "1", "--devices", "3", "--batch-size",
+        "4", "--seq-len", "16", "--quiet"]
+
+
+def test_train_refuses_a_bad_scenario_field_before_making_the_folder(tmp_path, capsys):
+    needs_glue()
+    path = changed_example(tmp_path, lambda sc: sc.update(devices=sc["devices"][:3],
+                                                          server_flops=0))
+    out = tmp_path / "o"
+    assert main([*TINY, "--scenario", path, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgeft: error: server_flops: expected") and not out.exists()
+
+
+@pytest.mark.slow
+def test_train_names_devices_behind_the_memory_wall_and_sums_up_every_run(tmp_path, capsys):
+    """dev0 cannot hold a layer: a warning names it and summary.json lists it under each run's
+    ``excluded``. A second command with another scheme into the same folder sums up both runs
+    (the earlier one from its trace). Neither sets --eval-every: its default fits --rounds 2."""
+    needs_glue()
+    path = changed_example(tmp_path, lambda sc: sc.update(devices=sc["devices"][:3]))
+    scenario = json.loads(Path(path).read_text())
+    scenario["devices"][0]["memory_bytes"] = 1000.0
+    Path(path).write_text(json.dumps(scenario))
+    argv = [*TINY, "--scenario", path, "--no-centralized", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--schemes", "sft"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgeft: warning: dev0 left out by sft (memory")
+    summary_path = tmp_path / "o" / "SST-2" / "summary.json"
+    first = json.loads(summary_path.read_text())["runs"]["sft"]
+    assert first["excluded"] == ["dev0"] and first["rounds_run"] == 2
+
+    assert main([*argv, "--schemes", "sft-nocomp"]) == 0
+    captured = capsys.readouterr()
+    assert "left out by sft, sft-nocomp" in captured.err
+    summary = json.loads(summary_path.read_text())
+    assert set(summary["runs"]) == set(summary["curves"]) == {"sft", "sft-nocomp"}
+    assert summary["runs"]["sft"] == first  # the earlier command's run, from its trace
+    rows = [line.split() for line in captured.out.splitlines() if line.startswith("  sft")]
+    assert len(rows) == 2 and all("-" not in row for row in rows), rows
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 
 from edgeft.cli.common import HelpFormatter, comma_names, flag_names, number
 
@@ -190,6 +191,14 @@ def run_train(args: argparse.Namespace) -> int:
             centralized=not args.no_centralized, progress=not args.quiet)
         check_output_dir(args.out, "out")
         summary = run_sft_train(cfg, args.out, command)
+    walled: dict[tuple[str, ...], list[str]] = {}  # devices left out -> the runs leaving them
+    for name, run in summary["runs"].items():
+        if run.get("excluded"):
+            walled.setdefault(tuple(run["excluded"]), []).append(name)
+    for ids, names in walled.items():
+        print(f"edgeft: warning: {', '.join(ids)} left out by {', '.join(names)} (memory wall: "
+              "too little memory for their part of the model); their shards were not trained",
+              file=sys.stderr)
     metric = summary["metric"]
     print(f"{summary['task']}: dev {metric} (last / best evaluation), modelled time, bytes per "
           "round (activations up + gradients down + LoRA)")
