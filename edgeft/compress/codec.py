@@ -63,7 +63,18 @@ _MAX_ELEMENTS = 1 << 40
 @dataclass(frozen=True)
 class Codec:
     """Top-k (``keep_ratio`` = rho in (0, 1]) and stochastic quantisation to ``bits`` = q
-    (1..16, or 32 for raw float32) with lossless coding (docs/sft.md section 4)."""
+    (1..16, or 32 for raw float32) with lossless coding (docs/sft.md section 4).
+
+    The bytes are self-describing: :meth:`encode` writes rho, q, the shape and the dtype into
+    a header and :meth:`decode` takes them from that header, not from its own codec, so any
+    codec decodes any codec's bytes and the receiver's ``keep_ratio`` and ``bits`` are not
+    checked against the sender's (a receiver needs no settings; a mismatch is no error):
+
+    >>> import torch
+    >>> data = Codec(0.1, 8).encode(torch.ones(10), torch.Generator().manual_seed(0))
+    >>> Codec(0.5, 4).decode(data).tolist()  # rho 0.1 of 10: one value kept, 8-bit
+    [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    """
 
     keep_ratio: float
     bits: int
