@@ -47,11 +47,12 @@ def _blocks(dropout: float = 0.0):
     return blocks
 
 
-def _executor(data, blocks, *, out_dir=None, batch_sizes=(2, 3, 4), tau=3, optimizer="sgd"):
+def _executor(data, blocks, *, out_dir=None, batch_sizes=(2, 3, 4), tau=3, optimizer="sgd",
+              aggregation="samples"):
     config = LoopConfig(task="SST-2", batch_size=4, tau=tau, lr=LR, seed=7)
     return FedAvgExecutor(blocks, data, SHARDS, config, RunOptions(progress=False),
-                          batch_sizes=batch_sizes, local_optimizer=optimizer, dev=data,
-                          out_dir=out_dir)
+                          batch_sizes=batch_sizes, local_optimizer=optimizer,
+                          aggregation=aggregation, dev=data, out_dir=out_dir)
 
 
 def _plans(rounds, devices=(0, 1, 2)):
@@ -64,7 +65,7 @@ def _streams():
                                                                     strict=True))]
 
 
-def _reference_round(blocks, data, streams, devices, steps):
+def _reference_round(blocks, data, streams, devices, steps, equal=False):
     """FedAvg by hand: each device runs ``steps`` SGD steps w <- w - LR grad from the broadcast
     tensors (autograd on the model itself), the server averages by shard size."""
     params = blocks.trainable_parameters()
@@ -83,7 +84,7 @@ def _reference_round(blocks, data, streams, devices, steps):
                 for name, g in zip(names, grads, strict=True):
                     params[name] -= LR * g
         results.append({name: params[name].detach().clone() for name in names})
-        weights.append(SHARDS[n].size)
+        weights.append(1 if equal else SHARDS[n].size)
     total = sum(weights)
     with torch.no_grad():
         for name in names:
@@ -109,13 +110,14 @@ def test_rounds_match_local_sgd_and_the_sample_weighted_average(data):
     assert moved == len(ours)  # every LoRA tensor and the head trained
 
 
-def test_a_round_of_a_subset_averages_only_its_devices(data):
+@pytest.mark.parametrize("aggregation", ["samples", "equal"])
+def test_a_round_of_a_subset_averages_only_its_devices(data, aggregation):
     blocks = _blocks()
-    _executor(data, blocks).run(_plans(1, devices=(2, 0)))
+    _executor(data, blocks, aggregation=aggregation).run(_plans(1, devices=(2, 0)))
     reference = _blocks()
     reference.model.train()
     streams = _streams()
-    _reference_round(reference, data, streams, (2, 0), 3)
+    _reference_round(reference, data, streams, (2, 0), 3, equal=aggregation == "equal")
     for name, p in blocks.trainable_parameters().items():
         assert torch.allclose(p, reference.trainable_parameters()[name], rtol=1e-5, atol=1e-6)
 
@@ -169,6 +171,7 @@ def test_bad_plans_are_refused_naming_the_field(data, plan, field):
     ({"batch_sizes": (2, 3)}, "batch_sizes"),
     ({"batch_sizes": (2, 0, 3)}, "batch_sizes"),
     ({"optimizer": "lion"}, "local_optimizer"),
+    ({"aggregation": "median"}, "aggregation"),
 ])
 def test_bad_settings_are_refused_naming_the_field(data, kwargs, field):
     with pytest.raises(InputError, match=field):

@@ -60,7 +60,8 @@ def test_stage_two_starts_from_stage_one_and_the_clock_follows_the_design(data, 
     run_two_stages(alone, data, data, SERVER, SHARDS, _plan(n=0), CONFIG, tmp_path / "alone")
     FedAvgExecutor(alone, data, SHARDS, LoopConfig(task="SST-2", batch_size=4, lr=1e-2, seed=3,
                                                    tau=2),
-                   RunOptions(progress=False), batch_sizes=(2, 3), local_optimizer="adam").run(
+                   RunOptions(progress=False), batch_sizes=(2, 3), local_optimizer="adam",
+                   aggregation="equal").run(
         [FedAvgRoundPlan(r, (0, 1), 3.0) for r in (1, 2)])
     for name, p in blocks.trainable_parameters().items():
         assert torch.equal(p, alone.trainable_parameters()[name]), name

@@ -10,7 +10,8 @@ federated model of the Flower app. A round, for the participating devices a plan
    batch of ``B_k`` examples (:func:`local_update`): plain SGD, ``w <- w - eta g`` (the
    convergence bound's optimiser), or Adam started afresh every round (``local_optimizer``);
 3. it uploads its tensors ``w_k``; the server sets ``w <- sum_k n_k w_k / sum_k n_k`` with
-   ``n_k`` the size of device k's shard (the average weighted by samples).
+   ``n_k`` the size of device k's shard (the average weighted by samples; ``aggregation=
+   "equal"`` weighs every device alike).
 
 The round's modelled latency (and energy) come from the plan, i.e. from the system model that
 decided it; the trace records both, the bytes each device uploads (its tensors' bytes) and each
@@ -36,6 +37,9 @@ from edgeft.train.loop import RoundLoop, param_groups
 from edgeft.train.models import LoraBlocks
 
 LOCAL_OPTIMIZERS = ("sgd", "adam")
+AGGREGATIONS = ("samples", "equal")
+"""FedAvg's weights: device k's shard size ``n_k`` (McMahan et al.), or ``1/K`` each (the
+two-stage bound's ``F = (1/K) sum_k F_k``, docs/twostage.md)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class FedAvgExecutor(RoundLoop):
 
     def __init__(self, blocks: LoraBlocks, train: EncodedDataset, shards: list,
                  config: LoopConfig, options: RunOptions | None = None, *,
-                 batch_sizes=None, local_optimizer: str = "sgd",
+                 batch_sizes=None, local_optimizer: str = "sgd", aggregation: str = "samples",
                  dev: EncodedDataset | None = None, out_dir=None):
         if not shards:
             raise InputError("shards", shards, "one index array per device")
@@ -138,6 +142,8 @@ class FedAvgExecutor(RoundLoop):
         for b in sizes:
             checks.integer("batch_sizes", b, 1, 1 << 20)
         checks.choice("local_optimizer", local_optimizer, LOCAL_OPTIMIZERS)
+        checks.choice("aggregation", aggregation, AGGREGATIONS)
+        self.aggregation = aggregation
         self.batch_sizes = [int(b) for b in sizes]
         self.local_optimizer = local_optimizer
         streams = [BatchStream(np.asarray(s), b, config.seed, n)
@@ -146,8 +152,11 @@ class FedAvgExecutor(RoundLoop):
         super().__init__(blocks, train, streams, config, options, dev=dev, out_dir=out_dir)
 
     def data_layout(self) -> dict:
-        return {"num_devices": len(self.streams), "batch_sizes": self.batch_sizes,
-                "local_optimizer": self.local_optimizer}
+        layout = {"num_devices": len(self.streams), "batch_sizes": self.batch_sizes,
+                  "local_optimizer": self.local_optimizer}
+        if self.aggregation != "samples":  # (absent: the default, as first written)
+            layout["aggregation"] = self.aggregation
+        return layout
 
     def check_plan(self, plan: FedAvgRoundPlan) -> list[int]:
         devices = [int(n) for n in plan.devices]
@@ -174,8 +183,9 @@ class FedAvgExecutor(RoundLoop):
                 uploads.append(local_update(
                     self.blocks, broadcast, self.train, self.streams[n], cfg.tau,
                     optimizer=self.local_optimizer, lr=cfg.lr, head_lr_scale=cfg.head_lr_scale))
-        self.blocks.load_state_dict(weighted_average(
-            [u.state for u in uploads], [self.shard_sizes[n] for n in devices]))
+        weights = [self.shard_sizes[n] if self.aggregation == "samples" else 1.0
+                   for n in devices]
+        self.blocks.load_state_dict(weighted_average([u.state for u in uploads], weights))
         self.updates += 1
         return {
             "devices": devices,

@@ -77,7 +77,7 @@ class TwoStagePlan:
 def run_two_stages(blocks: LoraBlocks, train: EncodedDataset, dev: EncodedDataset | None,
                    server_indices, shards: list, plan: TwoStagePlan, config: LoopConfig,
                    out_dir: str | Path, *, progress: bool = False, eval_every: int = 0,
-                   grad_examples: int = 256) -> dict:
+                   grad_examples: int = 256, aggregation: str = "equal") -> dict:
     """Run (or resume) both stages of ``plan`` on ``blocks``; returns the run's summary.
 
     ``config`` holds the task, model, seed, learning rate (Adam at the server and on the
@@ -100,7 +100,7 @@ def run_two_stages(blocks: LoraBlocks, train: EncodedDataset, dev: EncodedDatase
         stage2 = dataclasses.replace(config, tau=plan.local_steps)
         executor = FedAvgExecutor(blocks, train, shards, stage2, options,
                                   batch_sizes=plan.device_batches, local_optimizer="adam",
-                                  dev=dev, out_dir=out_dir / STAGE2)
+                                  aggregation=aggregation, dev=dev, out_dir=out_dir / STAGE2)
         devices = tuple(range(len(shards)))
         executor.run([FedAvgRoundPlan(r, devices, plan.round_s, plan.round_j,
                                       evaluate=r == plan.rounds)
@@ -111,7 +111,7 @@ def run_two_stages(blocks: LoraBlocks, train: EncodedDataset, dev: EncodedDatase
         raise RunError(f"the two-stage run in {out_dir} evaluated nothing (no dev set?)")
     summary["metric"] = last["metric"]
     summary["task_grad_sq"] = _task_grad_sq(blocks, train, shards, grad_examples,
-                                            config.batch_size)
+                                            config.batch_size, aggregation == "equal")
     return summary
 
 
@@ -124,14 +124,15 @@ def _stage_summary(folder: Path) -> dict:
 
 
 def _task_grad_sq(blocks: LoraBlocks, train: EncodedDataset, shards: list, examples: int,
-                  batch_size: int) -> float:
-    """``||grad F(w)||^2`` on the devices' data: each shard's first examples in proportion to
-    its size (the task objective FedAvg minimises), at least one micro-batch each."""
+                  batch_size: int, equal: bool) -> float:
+    """``||grad F(w)||^2`` on the devices' data, ``F = sum_k p_k F_k`` with ``p_k = 1/K``
+    (``equal``) or shard shares: each shard's first examples in proportion to its size, at
+    least one micro-batch each."""
     sizes = np.array([len(s) for s in shards], dtype=float)
     take = [min(len(s), max(batch_size, int(examples * n / sizes.sum()))) for s, n in
             zip(shards, sizes, strict=True)]
     grads = [sample_gradient(blocks, train, np.asarray(s)[:t], min(batch_size, t))
              for s, t in zip(shards, take, strict=True)]
-    p = sizes / sizes.sum()
+    p = np.full(len(shards), 1.0 / len(shards)) if equal else sizes / sizes.sum()
     mean = sum(float(pk) * g.grad for pk, g in zip(p, grads, strict=True))
     return float((mean ** 2).sum())
