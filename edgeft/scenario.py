@@ -252,6 +252,23 @@ def mean_channel_gain(snr_db: float, cfg: GeneratorConfig) -> float:
     return 10.0 ** (snr_db / 10.0) * cfg.noise_power_w / cfg.tx_power_w
 
 
+def transmit_snr_db(tx_power_w, mean_gain, noise_power_w: float,
+                    path_loss_db: float) -> float:
+    """The devices' mean transmit SNR before the path loss, ``10 log10(mean_n p_n hbar_n / N0)
+    + PL`` in dB: a generated scenario at ``snr_db`` has ``snr_db`` (:func:`mean_channel_gain`
+    times the path loss)."""
+    rx = np.mean(np.asarray(tx_power_w) * np.asarray(mean_gain)) / noise_power_w
+    return float(10.0 * np.log10(rx) + path_loss_db)
+
+
+def scenario_path_loss_db(scenario: dict) -> float:
+    """The path loss a scenario's transmit SNR is read against: its ``generator.path_loss_db``
+    (a generated file), else :class:`GeneratorConfig`'s."""
+    gen = scenario.get("generator")
+    gen = gen if isinstance(gen, dict) else {}
+    return float(gen.get("path_loss_db", GeneratorConfig.path_loss_db))
+
+
 def generate_scenario(
     num_devices: int = 20,
     num_blocks: int = 12,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from edgeft.cli import main
 from edgeft.scenario import generate_scenario
@@ -46,6 +47,43 @@ def test_no_sft_leaves_the_section_out(tmp_path, capsys):
     assert not (tmp_path / "sft_study.csv").exists()
 
 
+def _seconds(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    assert match, pattern
+    return float(match.group(1))
+
+
+def test_the_sft_section_follows_the_flags_and_no_sft_removes_its_files(tmp_path, capsys):
+    """--devices, --snr-db, --rounds and --seed reach the split fine-tuning study (its section
+    says so and what does not apply); the whole run's time counts it. A later --no-sft report
+    into the same folder removes the study's files, and only them."""
+    out = tmp_path / "r"
+    assert main(["reproduce", "--quick", "--no-progress", "--rounds", "3", "--devices", "14",
+                 "--snr-db", "0", "--seed", "3", "--workers", "1", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    section = report[report.index("## SFT: delay and communication"):]
+    assert "Operating point N = 14, 0 dB, B = 100 MHz" in section
+    assert "3 rounds per point" in section and "seed(s) 3;" in section
+    assert "--availability and --memory-spread do not apply" in section
+    rows = (out / "sft_study.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    snr_rows = [dict(zip(header, r.split(","), strict=True)) for r in rows[1:]
+                if r.split(",")[1] == "snr"]
+    assert {(r["num_devices"], r["rounds"]) for r in snr_rows} == {("14", "3")}
+    whole = _seconds(r"whole run ([0-9.]+) s", report)
+    study = _seconds(r"do not apply here\); ([0-9.]+) s\.", section)
+    assert whole >= study > 0
+    stale = sorted(p.name for p in out.iterdir() if p.name.startswith("sft_"))
+    assert len(stale) == 9
+    (out / "sft_notes.txt").write_text("mine")  # not the study's: kept
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", "--no-progress", "--no-sft", "--rounds", "3",
+                 "--workers", "1", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("sft_")) \
+        == ["sft_notes.txt"]
+    assert "SFT" not in (out / "report.md").read_text()
+
+
 def test_reproduce_with_a_scenario_file(tmp_path):
     path = tmp_path / "scenario.json"
     path.write_text(json.dumps(generate_scenario(16, 12, snr_db=10.0, seed=2)))
@@ -56,6 +94,9 @@ def test_reproduce_with_a_scenario_file(tmp_path):
     report = (out / "report.md").read_text()
     assert "scenario file" in report
     assert "Points left out (the scenario has too few devices): 50, 100." in report
+    # The split fine-tuning study's devices are the file's too (--quick: its first 8).
+    assert f"Devices: the scenario file `{path}`" in report
+    assert "Operating point N = 8," in report
 
 
 def test_a_bad_scenario_field_is_named(tmp_path, capsys):

@@ -179,6 +179,74 @@ def test_config_errors_name_the_field(field, value):
     assert "\n" not in str(err.value)
 
 
+def test_a_scenario_file_is_the_population(tmp_path):
+    """The file's devices (its memory: dev0 behind the wall), its SNR, budget and server; the
+    gains scaled together to each point's SNR; device counts above the file's left out."""
+    import json
+
+    from edgeft.scenario import generate_scenario, transmit_snr_db
+    from edgeft.sim.sft_study import (
+        StudyPoint,
+        _population,
+        dropped_points,
+        file_population,
+        point_problem,
+    )
+
+    sc = generate_scenario(5, 1, snr_db=17.0, seed=4)
+    sc["devices"][0]["memory_bytes"] = 1000.0
+    sc["devices"][1]["channel_gain"] *= 3.0
+    sc.update(server_flops=5e13, bandwidth_hz=40e6)
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(sc))
+    cfg = SftStudyConfig.quick(scenario=str(path), schemes=("sft", "vanilla-sl"),
+                               device_points=(3, 5, 9), seeds=(0, 1))
+    file = file_population(str(path))
+    a = file.arrays
+    assert (cfg.num_devices, cfg.bandwidth_hz) == (5, 40e6)
+    assert cfg.snr_db == pytest.approx(transmit_snr_db(a.tx_power_w, a.channel_gain,
+                                                       a.noise_power_w, file.path_loss_db))
+    assert dropped_points(cfg) == [9]
+    scenario, _, gen = _population(cfg, cfg.models[0], 1, 5)
+    assert scenario["devices"] == sc["devices"]  # every seed: the file's devices
+    problem = point_problem(cfg, scenario, gen, StudyPoint(cfg.models[0], 4, 25.0, 20e6))
+    assert problem.device_ids == tuple(d["id"] for d in sc["devices"][:4])
+    assert problem.server_flops == 5e13 and problem.downlink_bandwidth_hz == 20e6
+    assert problem.memory_bytes[0] == 1000.0
+    assert transmit_snr_db(problem.tx_power_w, problem.channel_gain, problem.noise_power_w,
+                           gen.path_loss_db) == pytest.approx(25.0)
+    ratio = np.asarray([d["channel_gain"] for d in sc["devices"][:4]]) / problem.channel_gain
+    assert np.allclose(ratio, ratio[0])  # scaled together
+    rows = run_sft_study(cfg)
+    assert {r["x"] for r in rows if r["sweep"] == "devices"} == {3.0, 5.0}
+    assert all(r["excluded"] == 1 for r in rows if r["scheme"] == "sft")  # dev0
+    assert {r["num_devices"] for r in rows if r["sweep"] == "snr"} == {5}
+    with pytest.raises(InputError, match=r"^num_devices: expected 1..5 \(the devices in "):
+        SftStudyConfig(scenario=str(path), num_devices=6)
+    with pytest.raises(InputError, match=r"^memory_range_bytes: "):
+        SftStudyConfig(scenario=str(path), memory_range_bytes=(1e9, 2e9))
+
+
+def test_a_population_behind_the_memory_wall_is_reported_as_such(tmp_path):
+    """No device of the file can hold a cut: every SFT scheme is infeasible at the operating
+    point, and the section says so instead of showing a codec of NaNs."""
+    import json
+
+    from edgeft.report.sft_figures import reductions_markdown
+    from edgeft.scenario import generate_scenario
+
+    sc = generate_scenario(6, 1, seed=1)
+    for d in sc["devices"]:
+        d["memory_bytes"] = 1000.0
+    path = tmp_path / "walled.json"
+    path.write_text(json.dumps(sc))
+    rows = run_sft_study(SftStudyConfig.quick(scenario=str(path), schemes=("sft", "vanilla-sl"),
+                                              rounds=1))
+    assert all(r["feasible_share"] == 0 for r in rows)
+    text = reductions_markdown(rows)
+    assert "Infeasible in every round there" in text and "nan" not in text
+
+
 def test_figures_and_section(tiny, tmp_path):
     from edgeft.report.sft_figures import reductions_markdown, write_sft_figures
 

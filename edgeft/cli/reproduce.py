@@ -11,7 +11,7 @@ from pathlib import Path
 from edgeft.cli.common import HelpFormatter, flag_names
 from edgeft.errors import InputError
 
-FLAGS = {"rounds": "--rounds", "seed": "--seed", "num_devices": "--devices",
+FLAGS = {"rounds": "--rounds", "seed": "--seed", "seeds": "--seed", "num_devices": "--devices",
          "snr_db": "--snr-db", "availability": "--availability",
          "memory_spread": "--memory-spread", "scenario": "--scenario", "workers": "--workers",
          "glue_dir": "--glue-dir", "out": "--out", "finetune_runs": "--finetune-runs"}
@@ -24,7 +24,10 @@ def add_parsers(sub) -> None:
         description=(
             "Average round latency of every scheme against transmit SNR, bandwidth budget and "
             "number of devices, plus the rounds each baseline loses to the memory wall; writes "
-            "CSVs, PNGs and report.md with the headline ratios beside the paper's."
+            "CSVs, PNGs and report.md with the headline ratios beside the paper's. Then the "
+            "split fine-tuning delay study (its own section): --scenario, --devices, --snr-db, "
+            "--rounds and --seed apply to it too; --availability and --memory-spread do not "
+            "(its devices all take part, with fixed memory), nor --workers (one process)."
         ),
         formatter_class=HelpFormatter,
     )
@@ -32,19 +35,24 @@ def add_parsers(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 3 points per sweep, 40 rounds (unless --rounds)")
     p.add_argument("--rounds", type=int, metavar="R",
-                   help="rounds simulated per point (default 800, 40 with --quick)")
+                   help="rounds simulated per point (default 800, 40 with --quick; the split "
+                   "fine-tuning study's: 10, 2 with --quick, each far slower than DEFT's)")
     p.add_argument("--seed", type=int, default=0,
                    help="devices from SEED, round draws from SEED + 1")
     p.add_argument("--scenario", metavar="FILE",
                    help="scenario JSON as the device population (default: generated)")
     p.add_argument("--devices", type=int, metavar="N",
-                   help="devices N of Figs. 5 and 6 (default 20, or all of --scenario)")
+                   help="devices N of Figs. 5 and 6 and of the split fine-tuning study's "
+                   "operating point (default 20 and 20, 8 with --quick; all of --scenario, its "
+                   "first 8 for the split fine-tuning study with --quick)")
     p.add_argument("--snr-db", type=float, metavar="DB",
-                   help="transmit SNR in dB of Figs. 6 and 8 (default 10, or the scenario's)")
+                   help="transmit SNR in dB of Figs. 6 and 8 and of the split fine-tuning "
+                   "study's operating point (default 10 and 30; the scenario's)")
     p.add_argument("--memory-spread", type=float, default=0.0, metavar="F",
-                   help="with --scenario: per-round memory m_n x U(1-F, 1+F), F a fraction")
+                   help="with --scenario: per-round memory m_n x U(1-F, 1+F), F a fraction "
+                   "(DEFT's study only)")
     p.add_argument("--availability", type=float, default=1.0, metavar="P",
-                   help="probability that a device takes part in a round")
+                   help="probability that a device takes part in a round (DEFT's study only)")
     p.add_argument("--workers", type=int, metavar="W",
                    help="processes (default: min(2, CPU cores))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,13 +80,16 @@ def study_config(args: argparse.Namespace):
 
 
 def sft_config(args: argparse.Namespace):
-    """The split fine-tuning study of the report (None with ``--no-sft``)."""
+    """The split fine-tuning study of the report (None with ``--no-sft``): the flags that
+    apply to it (:class:`edgeft.sim.sft_study.SftStudyConfig` checks them)."""
     from edgeft.sim.sft_study import SftStudyConfig
 
     if args.no_sft:
         return None
-    return SftStudyConfig.quick(seeds=(args.seed,)) if args.quick else \
-        SftStudyConfig(seeds=(args.seed,))
+    fields = {"seeds": (args.seed,), "scenario": args.scenario, "rounds": args.rounds,
+              "num_devices": args.devices, "snr_db": args.snr_db}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    return SftStudyConfig.quick(**fields) if args.quick else SftStudyConfig(**fields)
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -98,6 +109,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         workers = check_workers(args.workers)
         if args.scenario is not None:
             load_scenario(args.scenario)
+        sft = sft_config(args)
         check_output_dir(args.out, "out")
         if args.glue_dir is not None:
             check_glue_dir(args.glue_dir, TABLE_PLAN)
@@ -106,7 +118,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                              why_no_studies(args.finetune_runs))
         with folder_lock(args.out, "out", command):
             done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
-                             command=command, sft=sft_config(args))
+                             command=command, sft=sft)
             print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
                   f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
             if done["infeasible_points"]:

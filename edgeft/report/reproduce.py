@@ -9,13 +9,19 @@ from pathlib import Path
 from edgeft.files import write_text
 from edgeft.report.figures import plot_latency, plot_memory_wall
 from edgeft.report.markdown import infeasible_points, write_report
-from edgeft.report.sft_figures import reductions_markdown, write_sft_figures
+from edgeft.report.sft_figures import is_figure_file, reductions_markdown, write_sft_figures
 from edgeft.report.summary import sweep_rows, write_csv
-from edgeft.sim.sft_study import SftStudyConfig, run_sft_study, write_study_csv
+from edgeft.sim.sft_study import (
+    SftStudyConfig,
+    dropped_points,
+    run_sft_study,
+    write_study_csv,
+)
 from edgeft.sim.study import SWEEP_AXES, StudyConfig, run_study, total_rounds
 
 FILES = {"snr": "latency_vs_snr", "bandwidth": "latency_vs_bandwidth",
          "devices": "latency_vs_devices"}
+SFT_CSV = "sft_study.csv"
 TITLES = {"snr": "Round latency vs transmit SNR (paper Fig. 5)",
           "bandwidth": "Round latency vs uplink bandwidth budget (paper Fig. 6)",
           "devices": "Round latency vs number of devices (paper Fig. 8)"}
@@ -72,31 +78,67 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
                      f"seed {config.seed}")
     written.append(out / "memory_wall.png")
 
-    elapsed = time.perf_counter() - start
-    report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed)
-    written.append(report)
+    # The split fine-tuning study: an earlier one's files go (a --no-sft report or other
+    # models must not leave them beside this report), then this one's section.
+    for path in stale_sft_files(out):
+        path.unlink()
+    section = ""
     if sft is not None:
-        written += sft_section(sft, out, report, progress)
-        elapsed = time.perf_counter() - start
+        section, files = sft_section(sft, out, progress)
+        written += files
+
+    elapsed = time.perf_counter() - start  # the whole run, the SFT study included
+    report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed)
+    if section:
+        write_text(report, report.read_text() + section)
+    written.append(report)
     return {"files": written, "simulate_s": result.wall_s, "total_s": elapsed,
             "infeasible_points": infeasible_points(result), "points": len(result.traces)}
 
 
-def sft_section(config: SftStudyConfig, out: Path, report: Path, progress: bool) -> list[Path]:
+def stale_sft_files(out: Path) -> list[Path]:
+    """The split fine-tuning study's files in ``out`` (:data:`SFT_CSV` and what
+    :func:`edgeft.report.sft_figures.write_sft_figures` writes, for any model): no other."""
+    return [p for p in out.iterdir() if p.is_file() and not p.is_symlink()
+            and (p.name == SFT_CSV or is_figure_file(p.name))]
+
+
+def sft_section(config: SftStudyConfig, out: Path, progress: bool) -> tuple[str, list[Path]]:
     """The split fine-tuning study (docs/sft.md section 6) against every baseline and DEFT's
-    jbba: ``sft_study.csv``, its figures, and a section appended to ``report``."""
+    jbba: writes :data:`SFT_CSV` and its figures; returns report.md's section and the
+    paths."""
     start = time.perf_counter()
     if progress:
         print("split fine-tuning delay study ...", file=sys.stderr)
     rows = run_sft_study(config)
-    csv_path = out / "sft_study.csv"
+    csv_path = out / SFT_CSV
     write_study_csv(csv_path, rows)
     figures = write_sft_figures(csv_path, out)
     models = ", ".join(config.models)
+    if config.scenario is None:
+        devices = ("a generated population (compute factors U(0.2, 1), memory from the "
+                   "smallest cut's need to 1.2 x the whole model's, the same for every "
+                   "scheme), every mean gain at the point's transmit SNR")
+    else:
+        devices = (f"the scenario file `{config.scenario}` (its devices' compute, memory, "
+                   "powers and SFT fields; their gains scaled together to each point's mean "
+                   "transmit SNR; its DEFT blocks are not used)")
+    dropped = dropped_points(config)
     text = (f"\n{reductions_markdown(rows)}\n\nHow this section was made: cost model only "
-            f"({models}; docs/sft.md), the same devices and channel draws for every scheme, "
-            f"{config.rounds} rounds per point (the large timescale every {config.period}), "
-            f"seed(s) {', '.join(map(str, config.seeds))}; {time.perf_counter() - start:.1f} s. "
-            "Data: `sft_study.csv`; figures `sft_*.png`.\n")
-    write_text(report, report.read_text() + text)
-    return [csv_path, *figures]
+            f"({models}; docs/sft.md), the same devices and channel draws for every scheme. "
+            f"Devices: {devices}; operating point N = {config.num_devices}, "
+            f"{config.snr_db:g} dB, B = {config.bandwidth_hz / 1e6:g} MHz (uplink and "
+            f"downlink); the sweeps: SNR {_values(config.snr_points_db)} dB, B "
+            f"{_values(b / 1e6 for b in config.bandwidth_points_hz)} MHz, N "
+            f"{_values(config.device_points)}"
+            + (f" (left out, the file has fewer devices: {_values(dropped)})" if dropped else "")
+            + f". {config.rounds} rounds per point (the large timescale every "
+            f"{config.period}), seed(s) {', '.join(map(str, config.seeds))}; every device "
+            "takes part in every round with fixed memory (DEFT's --availability and "
+            f"--memory-spread do not apply here); {time.perf_counter() - start:.1f} s. "
+            f"Data: `{SFT_CSV}`; figures `sft_*.png`.\n")
+    return text, [csv_path, *figures]
+
+
+def _values(xs) -> str:
+    return ", ".join(f"{x:g}" for x in xs)

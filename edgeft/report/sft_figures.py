@@ -64,6 +64,18 @@ def slug(model: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", Path(str(model)).name.lower()).strip("-") or "model"
 
 
+FIGURE_STEMS = {"delay_per_sample_s": "delay_per_sample", "mean_round_s": "round_latency"}
+REDUCTIONS_FILE = "sft_reductions.md"
+_FIGURE_NAME = re.compile(r"sft_[a-z0-9._-]+_(({})_vs_({})|bytes)\.png".format(
+    "|".join(FIGURE_STEMS.values()), "|".join(SWEEPS)))
+
+
+def is_figure_file(name: str) -> bool:
+    """Whether a file name is one :func:`write_sft_figures` writes, for any model (so a
+    later report can remove an earlier study's files, and no other)."""
+    return name == REDUCTIONS_FILE or _FIGURE_NAME.fullmatch(name) is not None
+
+
 def plot_sweep(rows, model: str, sweep: str, path, column: str = "delay_per_sample_s",
                note: str = "") -> None:
     """``column`` against the swept quantity for ``model``, one line per scheme (log y);
@@ -196,12 +208,18 @@ def reductions_markdown(rows) -> str:
         lines.append("")
         if op:
             sft = op.get("sft")
+            if sft is not None and not math.isfinite(sft["keep_ratio"]):
+                sft = None  # never feasible there: no codec to show
             walled = ", ".join(f"{style(s)[0]} {op[s]['excluded']:.3g}" for s in _order(op)
                                if math.isfinite(op[s]["excluded"]) and op[s]["excluded"] > 0)
+            never = "; ".join(style(s)[0] for s in _order(op) if op[s]["feasible_share"] == 0)
             lines += [f"Operating point {where(next(iter(op.values())))}"
                       + (f"; SFT's codec rho = {sft['keep_ratio']:.3g}, q = {sft['bits']:.3g},"
                          f" mean cut {sft['mean_cut']:.3g}" if sft else "")
-                      + f". Devices left out there (memory wall): {walled or 'none'}.", ""]
+                      + f". Devices left out there (memory wall): {walled or 'none'}."
+                      + (f" Infeasible in every round there (no device can hold what the "
+                         f"scheme needs, or DEFT has fewer devices than blocks): {never}."
+                         if never else ""), ""]
     lines += ["### Headline beside the abstract's", "",
               "| model | largest delay reduction per sample | abstract | largest "
               "communication reduction per sample | abstract |", "|---|---|---|---|---|"]
@@ -241,15 +259,14 @@ def write_sft_figures(csv_path, out_dir) -> list[Path]:
         note = (f"{first['seeds']} seed(s) x {first['rounds']} rounds per point, common "
                 "channel draws; infeasible points left out")
         for sweep in SWEEPS:
-            for column, stem in (("delay_per_sample_s", "delay_per_sample"),
-                                 ("mean_round_s", "round_latency")):
+            for column, stem in FIGURE_STEMS.items():
                 path = out / f"sft_{slug(model)}_{stem}_vs_{sweep}.png"
                 plot_sweep(rows, model, sweep, path, column, note)
                 written.append(path)
         path = out / f"sft_{slug(model)}_bytes.png"
         plot_bytes(rows, model, path, note)
         written.append(path)
-    path = out / "sft_reductions.md"
+    path = out / REDUCTIONS_FILE
     write_text(path, reductions_markdown(rows) + "\n")
     written.append(path)
     return written

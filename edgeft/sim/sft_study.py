@@ -7,8 +7,13 @@ For each model and seed one population of devices comes from
 :func:`edgeft.scenario.generate_scenario` (compute factors U(0.2, 1), memory from
 :func:`memory_range_bytes`); a point is its first N devices with every mean gain at the
 generator's ``mean_channel_gain(snr) 10^(-PL/10)`` and uplink = downlink budget B (DEFT's
-study does the same, :meth:`edgeft.sim.system.SimSystem.generated`). Memory stays fixed per
-device (the SFT problem holds it; DEFT's study redraws it every round). Each round's gains are
+study does the same, :meth:`edgeft.sim.system.SimSystem.generated`). With a scenario file
+(``scenario``) the population is the file's devices (compute, memory, powers, gains as means;
+its SFT fields; its DEFT blocks are not used) for every seed, and a point scales the first N
+devices' gains to the point's mean transmit SNR, keeping their ratios (as DEFT's study,
+:meth:`edgeft.sim.system.SimSystem.at_snr`); device counts above the file's are left out.
+Memory stays fixed per device and every device takes part in every round (the SFT problem
+holds them; DEFT's study can redraw memory and availability every round). Each round's gains are
 one Rayleigh draw (:func:`edgeft.sft.manager.draw_gains`, seed + 1) shared by every scheme,
 every SNR and bandwidth point and, for the first N devices, every device count (common random
 numbers). The SFT schemes run :func:`edgeft.sft.manager.run_rounds` (large timescale every F
@@ -38,12 +43,20 @@ from edgeft import checks
 from edgeft.deft.jbba import jbba_allocation
 from edgeft.deft.problem import DeftProblem
 from edgeft.errors import InfeasibleError, InputError
-from edgeft.files import write_text
-from edgeft.scenario import GeneratorConfig, generate_scenario, mean_channel_gain
+from edgeft.files import read_json, write_text
+from edgeft.scenario import (
+    GeneratorConfig,
+    ScenarioArrays,
+    generate_scenario,
+    mean_channel_gain,
+    scenario_path_loss_db,
+    transmit_snr_db,
+)
 from edgeft.sft import costs
 from edgeft.sft.costs import SftProblem
 from edgeft.sft.manager import Decision, draw_gains, local_memory_bytes
 from edgeft.sft.placement import AccuracyModel
+from edgeft.sft.scenario import load_sft_scenario
 from edgeft.sft.schemes import SCHEMES
 from edgeft.system.llm import KNOWN_MODELS, model_shape
 from edgeft.system.profile import BlockCostProfile, Workload
@@ -99,8 +112,12 @@ def _tuple(field_name: str, values) -> tuple:
 class SftStudyConfig:
     """The study's settings (docs/sft.md §3, §6), checked once (:class:`InputError` naming the
     field). Operating point: ``num_devices``, ``snr_db``, ``bandwidth_hz``; each sweep varies
-    one of them. Workload: ``batch_size`` sequences of ``seq_len`` tokens, ``iterations`` (I)
-    per round. ``memory_range_bytes`` None: each model's own range (:func:`memory_range_bytes`).
+    one of them. None: 20 devices, 30 dB and 100 MHz for a generated population, the whole
+    file, its mean transmit SNR (:func:`edgeft.scenario.transmit_snr_db`) and its budget for a
+    ``scenario`` file (the path of an SFT scenario, :mod:`edgeft.sft.scenario`). Workload:
+    ``batch_size`` sequences of ``seq_len`` tokens, ``iterations`` (I) per round.
+    ``memory_range_bytes`` None: each model's own range (:func:`memory_range_bytes`; a scenario
+    file has its devices' own memory).
     """
 
     models: tuple[str, ...] = ("gpt2",)
@@ -111,9 +128,9 @@ class SftStudyConfig:
     batch_size: int = 16
     seq_len: int = 128
     iterations: int = 5  # I
-    num_devices: int = 20
-    snr_db: float = 30.0
-    bandwidth_hz: float = 100e6
+    num_devices: int | None = None
+    snr_db: float | None = None
+    bandwidth_hz: float | None = None
     snr_points_db: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0)
     bandwidth_points_hz: tuple[float, ...] = (20e6, 50e6, 100e6, 200e6)
     device_points: tuple[int, ...] = (8, 12, 20, 32)
@@ -121,8 +138,10 @@ class SftStudyConfig:
     server_flops: float = 1e14
     lora_rank: int = 8
     memory_range_bytes: tuple[float, float] | None = None
+    scenario: str | None = None
 
     def __post_init__(self):
+        self._operating_point()
         models = _tuple("models", self.models)
         for m in models:
             try:
@@ -136,7 +155,7 @@ class SftStudyConfig:
             raise InputError("schemes", ",".join(map(str, schemes)),
                              "distinct names among " + ", ".join(SCHEME_NAMES))
         object.__setattr__(self, "schemes", schemes)
-        checks.integer("rounds", self.rounds, 1, 100_000)
+        checks.integer("rounds", self.rounds, 1, 10_000_000)  # DEFT's study's range
         checks.integer("period", self.period, 1, 100_000)
         seeds = _tuple("seeds", self.seeds)
         for s in seeds:
@@ -145,9 +164,6 @@ class SftStudyConfig:
         checks.integer("batch_size", self.batch_size, 1, MAX_BATCH)
         checks.integer("seq_len", self.seq_len, 1, MAX_SEQ_LEN)
         checks.integer("iterations", self.iterations, 1, MAX_BATCH)
-        checks.integer("num_devices", self.num_devices, 1, MAX_DEVICES)
-        checks.in_range("snr_db", self.snr_db, *SNR_DB_RANGE)
-        checks.in_range("bandwidth_hz", self.bandwidth_hz, *TOP_RANGES["bandwidth_hz"])
         for name, spec in (("snr_points_db", SNR_DB_RANGE),
                            ("bandwidth_points_hz", TOP_RANGES["bandwidth_hz"])):
             object.__setattr__(self, name, _tuple(name, getattr(self, name)))
@@ -168,6 +184,34 @@ class SftStudyConfig:
             if lo_hi[0] > lo_hi[1]:
                 raise InputError("memory_range_bytes", lo_hi, "a range with low <= high")
             object.__setattr__(self, "memory_range_bytes", tuple(float(v) for v in lo_hi))
+            if self.scenario is not None:
+                raise InputError("memory_range_bytes", lo_hi, "None with a scenario file (its "
+                                 "devices' memory is used)")
+
+    def _operating_point(self) -> None:
+        """Check the operating point; fill in the defaults (from the scenario file if any)."""
+        if self.num_devices is not None:
+            checks.integer("num_devices", self.num_devices, 1, MAX_DEVICES)
+        if self.snr_db is not None:
+            checks.in_range("snr_db", self.snr_db, *SNR_DB_RANGE)
+        if self.bandwidth_hz is not None:
+            checks.in_range("bandwidth_hz", self.bandwidth_hz, *TOP_RANGES["bandwidth_hz"])
+        if self.scenario is None:
+            defaults = {"num_devices": 20, "snr_db": 30.0, "bandwidth_hz": 100e6}
+        else:
+            if not isinstance(self.scenario, str) or not self.scenario:
+                raise InputError("scenario", self.scenario, "a scenario file path")
+            file = file_population(self.scenario)
+            a = file.arrays
+            defaults = {"num_devices": a.compute_factor.size, "bandwidth_hz": a.bandwidth_hz,
+                        "snr_db": transmit_snr_db(a.tx_power_w, a.channel_gain,
+                                                  a.noise_power_w, file.path_loss_db)}
+            if self.num_devices is not None and self.num_devices > a.compute_factor.size:
+                raise InputError("num_devices", self.num_devices, f"1..{a.compute_factor.size}"
+                                 f" (the devices in {self.scenario})")
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     @property
     def workload(self) -> Workload:
@@ -175,11 +219,15 @@ class SftStudyConfig:
 
     @classmethod
     def quick(cls, **overrides) -> SftStudyConfig:
-        """A smoke run (seconds): MiniLM, 8 devices (4 and 8 on the devices sweep: DEFT's
-        K = 6 blocks need 6), 2 rounds of I = 2, three distinct points."""
+        """A smoke run (seconds): MiniLM, 8 devices (a scenario file's first 8, or all if
+        fewer; 4 and 8 on the devices sweep: DEFT's K = 6 blocks need 6), 2 rounds of I = 2,
+        three distinct points."""
         base = dict(models=("all-minilm-l6-v2",), rounds=2, period=2, num_devices=8,
                     iterations=2, snr_points_db=(20.0, 30.0), bandwidth_points_hz=(100e6,),
                     device_points=(4, 8))
+        if overrides.get("scenario") is not None and overrides.get("num_devices") is None:
+            size = file_population(overrides["scenario"]).arrays.compute_factor.size
+            base["num_devices"] = min(base["num_devices"], size)
         return cls(**{**base, **overrides})
 
 
@@ -340,38 +388,88 @@ def _deft_rounds(record: _Rounds, problem: SftProblem, gains: np.ndarray,
                    0.0, 0.0, k * profile.payload_bits / 8, k, walled, solve_s=solve)
 
 
+@dataclass(frozen=True, eq=False)
+class FilePopulation:
+    """A scenario file as the study's population: the file (a dict), its validated arrays
+    and the path loss its transmit SNR is read against."""
+
+    scenario: dict
+    arrays: ScenarioArrays
+    path_loss_db: float
+
+
+def file_population(path: str) -> FilePopulation:
+    """Read and check a scenario file (an SFT scenario: DEFT's blocks optional)."""
+    scenario = read_json(path, "scenario")
+    arrays = load_sft_scenario(scenario).arrays  # an InputError names a bad field
+    return FilePopulation(scenario, arrays, scenario_path_loss_db(scenario))
+
+
+def population_size(config: SftStudyConfig) -> int:
+    """The devices every point draws its first N from: the file's, or enough for the largest
+    point of a generated population."""
+    if config.scenario is not None:
+        return file_population(config.scenario).arrays.compute_factor.size
+    return max(config.num_devices, *config.device_points)
+
+
 def _population(config: SftStudyConfig, model: str, seed: int, size: int):
-    """A seed's devices for ``model`` (a scenario dict of ``size`` devices) and its fading."""
+    """A seed's devices for ``model`` (a scenario dict of ``size`` devices: the file's, or
+    generated), its fading and the generator settings its SNR is read with."""
+    fading = draw_gains(np.ones(size), config.rounds, seed + 1)  # |g|^2 ~ Exp(1), (R, size)
+    if config.scenario is not None:
+        file = file_population(config.scenario)
+        return file.scenario, fading, GeneratorConfig(path_loss_db=file.path_loss_db)
     probe = SftProblem.from_scenario(generate_scenario(1, 1, seed=seed), model,
                                      config.workload, lora_rank=config.lora_rank)
     lo, hi = config.memory_range_bytes or memory_range_bytes(probe)
     gen = GeneratorConfig(memory_range_bytes=(lo, hi))
     scenario = generate_scenario(size, 1, config.snr_db, seed, config=gen)
-    fading = draw_gains(np.ones(size), config.rounds, seed + 1)  # |g|^2 ~ Exp(1), (R, size)
     return scenario, fading, gen
 
 
 def point_problem(config: SftStudyConfig, scenario: dict, gen: GeneratorConfig,
                   point: StudyPoint) -> SftProblem:
-    """The SFT problem of ``point``: the first N devices of ``scenario``, every mean gain at
-    ``mean_channel_gain(snr) 10^(-PL/10)``, budgets B (uplink and downlink)."""
-    hbar = mean_channel_gain(point.snr_db, gen) * 10.0 ** (-gen.path_loss_db / 10.0)
-    devices = [dict(d, channel_gain=hbar) for d in scenario["devices"][:point.num_devices]]
-    sc = {**scenario, "bandwidth_hz": point.bandwidth_hz, "devices": devices}
-    return SftProblem.from_scenario(sc, point.model, config.workload,
-                                    lora_rank=config.lora_rank,
-                                    server_flops=config.server_flops)
+    """The SFT problem of ``point``: the first N devices of ``scenario`` at the point's mean
+    transmit SNR, budgets B (uplink and downlink). A generated population has every mean gain
+    at ``mean_channel_gain(snr) 10^(-PL/10)``; a scenario file's gains are scaled together to
+    that SNR (:func:`edgeft.scenario.transmit_snr_db`). The scenario's ``server_flops`` is
+    used where it has one, ``config.server_flops`` otherwise."""
+    first = scenario["devices"][:point.num_devices]
+    if config.scenario is None:
+        hbar = mean_channel_gain(point.snr_db, gen) * 10.0 ** (-gen.path_loss_db / 10.0)
+        devices = [dict(d, channel_gain=hbar) for d in first]
+    else:
+        now = transmit_snr_db([d["tx_power_w"] for d in first],
+                              [d["channel_gain"] for d in first],
+                              scenario["noise_power_w"], gen.path_loss_db)
+        factor = 10.0 ** ((point.snr_db - now) / 10.0)
+        devices = [dict(d, channel_gain=d["channel_gain"] * factor) for d in first]
+    sc = {k: v for k, v in scenario.items() if k != "downlink_bandwidth_hz"}  # B_dn = B
+    sc.update(bandwidth_hz=point.bandwidth_hz, devices=devices)
+    return SftProblem.from_scenario(
+        sc, point.model, config.workload, lora_rank=config.lora_rank,
+        server_flops=None if "server_flops" in scenario else config.server_flops)
 
 
-def plan_points(config: SftStudyConfig, model: str) -> dict[str, list[tuple[float, StudyPoint]]]:
-    """Each sweep's ``(x, point)`` list around the operating point."""
+def plan_points(config: SftStudyConfig, model: str,
+                size: int | None = None) -> dict[str, list[tuple[float, StudyPoint]]]:
+    """Each sweep's ``(x, point)`` list around the operating point; device counts above the
+    population's ``size`` (a scenario file's devices) are left out (:func:`dropped_points`)."""
     n, snr, band = config.num_devices, config.snr_db, config.bandwidth_hz
     return {
         "snr": [(float(x), StudyPoint(model, n, float(x), band)) for x in config.snr_points_db],
         "bandwidth": [(b / 1e6, StudyPoint(model, n, snr, float(b)))
                       for b in config.bandwidth_points_hz],
-        "devices": [(float(m), StudyPoint(model, m, snr, band)) for m in config.device_points],
+        "devices": [(float(m), StudyPoint(model, m, snr, band)) for m in config.device_points
+                    if size is None or m <= size],
     }
+
+
+def dropped_points(config: SftStudyConfig) -> list[int]:
+    """The devices sweep's counts a scenario file has too few devices for."""
+    size = population_size(config)
+    return [m for m in config.device_points if m > size]
 
 
 def run_point(config: SftStudyConfig, point: StudyPoint, populations) -> dict[str, dict]:
@@ -396,9 +494,9 @@ def run_sft_study(config: SftStudyConfig,
     x first, schemes in registration order). A point shared by sweeps is simulated once;
     ``progress(point, seconds)`` is told after each point."""
     rows = []
+    size = population_size(config)
     for model in config.models:
-        sweeps = plan_points(config, model)
-        size = max(config.num_devices, *config.device_points)
+        sweeps = plan_points(config, model, size)
         populations = [_population(config, model, s, size) for s in config.seeds]
         done: dict[StudyPoint, dict] = {}
         for sweep, points in sweeps.items():

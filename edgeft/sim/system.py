@@ -29,6 +29,8 @@ from edgeft.scenario import (
     generate_scenario,
     mean_channel_gain,
     scenario_arrays,
+    scenario_path_loss_db,
+    transmit_snr_db,
 )
 
 
@@ -71,8 +73,8 @@ class SimSystem:
     @property
     def transmit_snr_db(self) -> float:
         """Mean transmit SNR before path loss, ``10 log10(mean_n p_n hbar_n / N0) + PL``."""
-        rx = np.mean(self.tx_power_w * self.mean_gain) / self.noise_power_w
-        return float(10.0 * np.log10(rx) + self.path_loss_db)
+        return transmit_snr_db(self.tx_power_w, self.mean_gain, self.noise_power_w,
+                               self.path_loss_db)
 
     # --- construction -------------------------------------------------------------------------
 
@@ -112,9 +114,7 @@ class SimSystem:
             raise InputError("memory_spread", memory_spread, "a fraction in [0, 1)")
         a = scenario_arrays(scenario)
         if path_loss_db is None:
-            gen = scenario.get("generator")
-            gen = gen if isinstance(gen, dict) else {}
-            path_loss_db = float(gen.get("path_loss_db", GeneratorConfig.path_loss_db))
+            path_loss_db = scenario_path_loss_db(scenario)
         return cls(
             compute_ref_s=a.compute_ref_s,
             memory_need_bytes=a.memory_need_bytes,
