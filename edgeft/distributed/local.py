@@ -1,0 +1,237 @@
+"""A local federation on loopback, started, used and stopped: the two Flower engines on one host.
+
+- ``deployment``: one ``flower-superlink`` and ``num_nodes`` ``flower-supernode`` processes,
+  each node holding one data partition (``--node-config "partition-id=n num-partitions=N"``)
+  and its own cache folder; every process on its own free port of 127.0.0.1;
+- ``simulation``: one ``flower-superlink --simulation``; ``flwr run`` asks for ``num_nodes``
+  simulated SuperNodes on Ray, capped for a small host: one CPU per client, ``ray_cpus`` CPUs
+  in all, a 100 MB object store (``RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES``), no dashboard.
+
+:meth:`LocalFederation.run` submits the app (``flwr run <app> <connection> --stream``) with a run
+configuration and waits for it; ``summary.json`` in its ``out-dir`` says how it ended. Every
+process runs in its own session, so :meth:`LocalFederation.stop` (and :meth:`kill_node`, the
+fault tests' crash) ends exactly the processes this federation started, children included, by
+process group. Flower's state (``FLWR_HOME``: the connection file, installed apps, logs) and
+every log file live under the federation's folder. Used by ``edgeft flower local``
+(``./dev.sh flower-local``), the tests and ``benchmarks/flower_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeft import checks
+from edgeft.errors import InputError, RunError
+
+ENGINES = ("deployment", "simulation")
+CONNECTION = "edgeft-local"
+APP_DIR = Path(__file__).resolve().parents[2] / "flower"  # the FAB folder of a source checkout
+OBJECT_STORE_BYTES = 100 * 2**20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tool(name: str) -> str:
+    """A Flower command of this environment (beside this Python)."""
+    path = Path(sys.executable).with_name(name)
+    return str(path) if path.exists() else name
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+@dataclass
+class RunOutcome:
+    returncode: int
+    output: str
+    wall_s: float
+    summary: dict | None
+
+
+@dataclass
+class LocalFederation:
+    """A SuperLink and (deployment) SuperNodes under ``root``; a context manager."""
+
+    root: Path
+    engine: str = "deployment"
+    num_nodes: int = 3
+    ray_cpus: int = 2
+    node_threads: int = 1
+    port: int = 0
+    node_ports: list[int] = field(default_factory=list)
+    processes: dict = field(default_factory=dict)
+    started_s: float = 0.0  # host seconds from start() until the SuperLink answered
+
+    def __post_init__(self):
+        checks.choice("engine", self.engine, ENGINES)
+        checks.integer("nodes", self.num_nodes, 1, 64)
+        checks.integer("ray_cpus", self.ray_cpus, 1, 1024)
+        self.root = Path(self.root).resolve()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> LocalFederation:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "flwr-home"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update({
+            "FLWR_HOME": str(self.home),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "OMP_NUM_THREADS": str(self.node_threads),
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",  # pick a node's task up quickly
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(OBJECT_STORE_BYTES),
+            "RAY_DISABLE_USAGE_STATS": "1",
+            "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+            "TOKENIZERS_PARALLELISM": "false",
+        })
+        return env
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
+                                cwd=self.root, start_new_session=True)
+        log.close()
+        self.processes[name] = proc
+        return proc
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the SuperLink (and the SuperNodes); returns when the SuperLink answers."""
+        tick = time.perf_counter()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        (self.home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "{self.address}"\ninsecure = true\n')
+        link = [tool("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port",
+                str(self.port), "--disable-runtime-dependency-installation"]
+        if self.engine == "simulation":
+            link.append("--simulation")
+        self._spawn("superlink", link)
+        self._wait_healthy(timeout_s)
+        if self.engine == "deployment":
+            for n in range(self.num_nodes):
+                self.start_node(n)
+        self.started_s = time.perf_counter() - tick
+
+    def start_node(self, n: int) -> None:
+        """SuperNode ``n`` (partition n of ``num_nodes``), its own port and cache folder."""
+        port = free_port()
+        self.node_ports.append(port)
+        cache = self.root / f"cache-{n}"
+        config = (f"partition-id={n} num-partitions={self.num_nodes} "
+                  f"cache-dir={toml_value(str(cache))} threads={self.node_threads}")
+        self._spawn(f"supernode-{n}", [
+            tool("flower-supernode"), "--insecure", "--superlink", self.address, "--port",
+            str(port), "--node-config", config])
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        proc = self.processes["superlink"]
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise RunError(f"flower-superlink exited with code {proc.returncode}; see "
+                               f"{self.root / 'superlink.log'}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://{self.address}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            time.sleep(0.2)
+        raise RunError(f"flower-superlink did not answer within {timeout_s:g} s; see "
+                       f"{self.root / 'superlink.log'}")
+
+    def kill_node(self, n: int, sig: int = signal.SIGKILL) -> None:
+        """End SuperNode ``n`` and its children at once (a crash, or a lost machine)."""
+        self._end(f"supernode-{n}", sig, grace_s=0.0)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """End every process this federation started: SIGTERM, then SIGKILL after
+        ``grace_s`` (each group: the process and its children)."""
+        for name in [n for n in self.processes if n != "superlink"] + ["superlink"]:
+            if name in self.processes:
+                self._end(name, signal.SIGTERM, grace_s)
+
+    def _end(self, name: str, sig: int, grace_s: float) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)  # its own session: the group is exactly its tree
+        try:
+            proc.wait(timeout=grace_s if grace_s > 0 else 5.0)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+
+    # -- runs ----------------------------------------------------------------------------
+    def run(self, run_config: dict, app_dir: Path | None = None, timeout_s: float = 1800.0,
+            name: str = "run") -> RunOutcome:
+        """Submit the app with ``run_config`` (``out-dir`` required) and wait until it ends;
+        the ``flwr run --stream`` output goes to ``<name>.log`` as well."""
+        import json
+
+        out_dir = run_config.get("out-dir")
+        if not out_dir:
+            raise InputError.missing("run config out-dir", "a folder for the run's results")
+        app_dir = Path(app_dir or APP_DIR)
+        if not (app_dir / "pyproject.toml").is_file():
+            raise InputError("app", str(app_dir), "a Flower app folder holding pyproject.toml")
+        config_file = self.root / f"{name}-config.toml"
+        config_file.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in
+                                       run_config.items()))
+        summary_path = Path(out_dir) / "summary.json"
+        summary_path.unlink(missing_ok=True)  # this run's, not an earlier one's
+        command = [tool("flwr"), "run", str(app_dir), CONNECTION, "--stream",
+                   "--run-config", str(config_file)]
+        if self.engine == "simulation":
+            command += ["--federation-config",
+                        f"num-supernodes={self.num_nodes} client-resources-num-cpus=1 "
+                        f"init-args-num-cpus={self.ray_cpus}"]
+        tick = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=self.env(),
+                                  cwd=self.root, timeout=timeout_s)
+            code, output = done.returncode, done.stdout + done.stderr
+        except subprocess.TimeoutExpired as exc:
+            code = 124
+            output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else \
+                (exc.stdout or "")
+        wall = time.perf_counter() - tick
+        (self.root / f"{name}.log").write_text(output)
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+        return RunOutcome(code, output, wall, summary)
