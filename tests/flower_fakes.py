@@ -12,6 +12,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Error, Message, Metadata, RecordDict
 from flwr.app.message.message import make_message
 from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
 
 from edgeft.distributed import client_app
 
@@ -57,6 +58,8 @@ class FakeGrid(Grid):
     _latest_round: int = 0
 
     def __post_init__(self):
+        # What Flower sets in a ServerApp's process (the Message constructor reads it).
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
         self.node_ids = self.node_ids or [1000 + 7 * n for n in range(self.num_nodes)]
         self.present = set(self.node_ids)
         for n, nid in enumerate(self.node_ids):

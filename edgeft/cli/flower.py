@@ -41,6 +41,10 @@ def add_parsers(sub) -> None:
                    help="a run-config setting (repeatable), e.g. --set rounds=50 --set "
                    "algorithm=fedavg; keys: edgeft/distributed/settings.py, flower/"
                    "pyproject.toml")
+    p.add_argument("--secure", action="store_true",
+                   help="deployment engine: TLS on every connection and SuperNode "
+                   "authentication (a local CA and node keys under OUT/federation/credentials,"
+                   " each node registered with `flwr supernode register`)")
     p.add_argument("--ray-cpus", type=int, default=2, metavar="C",
                    help="CPUs Ray may use (simulation engine; one per simulated node at a time)")
     p.add_argument("--node-threads", type=int, default=1, metavar="T",
@@ -87,14 +91,17 @@ def run_local(args: argparse.Namespace) -> int:
                          '"edgeft[flower]"') from exc
     AppSettings.from_run_config(config)  # checked here, before any process starts
     with LocalFederation(out / "federation", engine=args.engine, num_nodes=args.nodes,
-                         ray_cpus=args.ray_cpus, node_threads=args.node_threads) as fed:
+                         ray_cpus=args.ray_cpus, node_threads=args.node_threads,
+                         secure=args.secure) as fed:
         print(f"{args.engine} engine: SuperLink at {fed.address}"
+              + (" (TLS, SuperNode authentication)" if args.secure else "")
               + (f", {args.nodes} SuperNodes" if args.engine == "deployment" else
                  f", {args.nodes} simulated nodes") + f" (up in {fed.started_s:.1f} s)",
               flush=True)
         outcome = fed.run(config, timeout_s=args.timeout)
     if outcome.summary is None:
-        raise RunError(f"the run wrote no summary (flwr run exited {outcome.returncode}); see "
+        raise RunError(f"the run wrote no summary ({outcome.error or 'flwr run exited '}"
+                       f"{'' if outcome.error else outcome.returncode}); see "
                        f"{out / 'federation'}/*.log")
     s = outcome.summary
     metric = ", ".join(f"{k} {number(v)}" for k, v in (s["final_metric"] or {}).items())

@@ -1,7 +1,8 @@
 """One dispatch of a round: push messages to nodes, collect the replies until a deadline.
 
-The server's only transport, over Flower's ``Grid`` (``create_message``, ``push_messages``,
-``pull_messages``; the same calls on the simulation and the deployment engine). A dispatch
+The server's only transport, over Flower's ``Grid`` (``push_messages``, ``pull_messages``; the
+same calls on the simulation and the deployment engine; messages made with the ``Message``
+constructor, which takes the run from the ServerApp's process). A dispatch
 sends one message per :class:`Request` and polls for replies every ``poll_s`` seconds until all
 have come or ``deadline_s`` has passed (``Grid.send_and_receive`` polls every 3 s, which would
 add seconds to every round). Each request ends as exactly one of:
@@ -24,6 +25,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from flwr.app import Message
 
 from edgeft.distributed.records import Rejected, content_bytes, reply_round
 
@@ -95,8 +98,8 @@ class Exchange:
         :class:`Rejected`."""
         result = DispatchResult()
         start = self.clock()
-        messages = [self.grid.create_message(r.content, r.message_type, r.node_id, str(round_),
-                                             ttl=max(TTL_FACTOR * deadline_s, 60.0))
+        ttl = max(TTL_FACTOR * deadline_s, 60.0)
+        messages = [Message(r.content, r.node_id, r.message_type, ttl=ttl, group_id=str(round_))
                     for r in requests]
         result.bytes_down = sum(content_bytes(r.content) for r in requests)
         ids = list(self.grid.push_messages(messages)) if messages else []

@@ -3,6 +3,11 @@
 - ``deployment``: one ``flower-superlink`` and ``num_nodes`` ``flower-supernode`` processes,
   each node holding one data partition (``--node-config "partition-id=n num-partitions=N"``)
   and its own cache folder; every process on its own free port of 127.0.0.1;
+- ``secure`` (deployment): TLS on every connection and SuperNode authentication: a local CA
+  and keys (:mod:`edgeft.distributed.credentials`), the SuperLink started with
+  ``--ssl-*`` and ``--enable-supernode-auth``, each node's public key registered with
+  ``flwr supernode register`` before the node starts with ``--root-certificates`` and
+  ``--auth-supernode-private-key``;
 - ``simulation``: one ``flower-superlink --simulation``; ``flwr run`` asks for ``num_nodes``
   simulated SuperNodes on Ray, capped for a small host: one CPU per client, ``ray_cpus`` CPUs
   in all, a 100 MB object store (``RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES``), no dashboard.
@@ -65,6 +70,14 @@ class RunOutcome:
     wall_s: float
     summary: dict | None
 
+    @property
+    def error(self) -> str:
+        """The ServerApp's exception (its last line), or ''."""
+        import re
+
+        found = re.findall(r"^[\w.]+(?:Error|Exception|Mismatch): .*$", self.output, re.M)
+        return found[-1] if found else ""
+
 
 @dataclass
 class LocalFederation:
@@ -75,6 +88,7 @@ class LocalFederation:
     num_nodes: int = 3
     ray_cpus: int = 2
     node_threads: int = 1
+    secure: bool = False
     port: int = 0
     node_ports: list[int] = field(default_factory=list)
     processes: dict = field(default_factory=dict)
@@ -84,7 +98,11 @@ class LocalFederation:
         checks.choice("engine", self.engine, ENGINES)
         checks.integer("nodes", self.num_nodes, 1, 64)
         checks.integer("ray_cpus", self.ray_cpus, 1, 1024)
+        if self.secure and self.engine != "deployment":
+            raise InputError("secure", self.secure, "the deployment engine (the simulation "
+                             "engine has no network between nodes)")
         self.root = Path(self.root).resolve()
+        self.credentials = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalFederation:
@@ -132,17 +150,29 @@ class LocalFederation:
         self.root.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        link = [tool("flower-superlink"), "--host", "127.0.0.1", "--port", str(self.port),
+                "--disable-runtime-dependency-installation"]
+        if self.secure:
+            from edgeft.distributed.credentials import make_credentials
+
+            self.credentials = c = make_credentials(self.root / "credentials", self.num_nodes)
+            link += ["--ssl-ca-certfile", str(c.ca_cert), "--ssl-certfile", str(c.server_cert),
+                     "--ssl-keyfile", str(c.server_key), "--enable-supernode-auth"]
+            trust = f'root-certificates = "{c.ca_cert}"\n'
+        else:
+            link.append("--insecure")
+            trust = "insecure = true\n"
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "{self.address}"\ninsecure = true\n')
-        link = [tool("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port",
-                str(self.port), "--disable-runtime-dependency-installation"]
+            f'address = "{self.address}"\n{trust}')
         if self.engine == "simulation":
             link.append("--simulation")
         self._spawn("superlink", link)
         self._wait_healthy(timeout_s)
         if self.engine == "deployment":
             for n in range(self.num_nodes):
+                if self.secure:
+                    self.register_node(n)
                 self.start_node(n)
         self.started_s = time.perf_counter() - tick
 
@@ -153,19 +183,42 @@ class LocalFederation:
         cache = self.root / f"cache-{n}"
         config = (f"partition-id={n} num-partitions={self.num_nodes} "
                   f"cache-dir={toml_value(str(cache))} threads={self.node_threads}")
+        if self.secure:
+            trust = ["--root-certificates", str(self.credentials.ca_cert),
+                     "--auth-supernode-private-key", str(self.credentials.node_keys[n])]
+        else:
+            trust = ["--insecure"]
         self._spawn(f"supernode-{n}", [
-            tool("flower-supernode"), "--insecure", "--superlink", self.address, "--port",
-            str(port), "--node-config", config])
+            tool("flower-supernode"), *trust, "--superlink", self.address, "--port", str(port),
+            "--node-config", config])
+
+    def register_node(self, n: int) -> None:
+        """Tell the SuperLink node ``n``'s public key (``flwr supernode register``)."""
+        key = self.credentials.node_keys[n]
+        done = subprocess.run([tool("flwr"), "supernode", "register", f"{key}.pub", CONNECTION],
+                              capture_output=True, text=True, env=self.env(), cwd=self.root,
+                              timeout=120)
+        (self.root / f"register-{n}.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise RunError(f"flwr supernode register failed for node {n} (exit "
+                           f"{done.returncode}); see {self.root / f'register-{n}.log'}")
 
     def _wait_healthy(self, timeout_s: float) -> None:
         end = time.monotonic() + timeout_s
         proc = self.processes["superlink"]
+        scheme, context = "http", None
+        if self.secure:
+            import ssl
+
+            scheme = "https"
+            context = ssl.create_default_context(cafile=str(self.credentials.ca_cert))
         while time.monotonic() < end:
             if proc.poll() is not None:
                 raise RunError(f"flower-superlink exited with code {proc.returncode}; see "
                                f"{self.root / 'superlink.log'}")
             with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://{self.address}/health", timeout=1) as r:
+                with urllib.request.urlopen(f"{scheme}://{self.address}/health", timeout=1,
+                                            context=context) as r:
                     if r.status == 200:
                         return
             time.sleep(0.2)

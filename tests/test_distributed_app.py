@@ -1,0 +1,290 @@
+"""The Flower app's parts on their own: the run configuration, the ClientApp handlers called
+directly (the device functions of the in-process executors, and what they refuse), the reply
+checks, the node directory, and ``edgeft flower local``'s input checks."""
+
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("flwr")
+
+from flower_fakes import FakeGrid  # noqa: E402
+from flwr.app import (  # noqa: E402
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Metadata,
+    RecordDict,
+)
+from flwr.app.message.message import make_message  # noqa: E402
+
+from edgeft.distributed import client_app, task  # noqa: E402
+from edgeft.distributed.exchange import Exchange  # noqa: E402
+from edgeft.distributed.local import LocalFederation  # noqa: E402
+from edgeft.distributed.nodes import NodeDirectory  # noqa: E402
+from edgeft.distributed.records import Rejected, read_tensors, spec_of, tensor_record  # noqa: E402
+from edgeft.distributed.settings import AppSettings, run_config_keys  # noqa: E402
+from edgeft.errors import InputError  # noqa: E402
+from edgeft.train.data import BatchStream  # noqa: E402
+from edgeft.train.executor import device_update  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+GLUE_DIR = REPO.parent / "shared/data/glue"
+
+
+@pytest.fixture(scope="module")
+def settings():
+    if not (GLUE_DIR / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE_DIR} (needs SST-2)")
+    return AppSettings(model="random:tiny-bert", glue_dir=str(GLUE_DIR), num_devices=3,
+                       num_blocks=2, batch_size=4, seq_len=16, train_limit=48, dev_limit=16,
+                       dropout=0.0)
+
+
+# -- the run configuration -------------------------------------------------------------------
+def test_the_app_folder_lists_every_setting_with_valid_defaults():
+    config = tomllib.loads((REPO / "flower" / "pyproject.toml").read_text())
+    app = config["tool"]["flwr"]["app"]
+    assert sorted(app["config"]) == sorted(run_config_keys())
+    AppSettings.from_run_config(app["config"])
+    assert app["components"] == {"serverapp": "edgeft.distributed.server_app:app",
+                                 "clientapp": "edgeft.distributed.client_app:app"}
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"bogus": 1}, "run config bogus"),
+    ({"rounds": "ten"}, "run config rounds"),
+    ({"algorithm": "fedsgd"}, "run config algorithm"),
+    ({"scheme": "nope"}, "run config scheme"),
+    ({"round-deadline-s": 0}, "run config round-deadline-s"),
+    ({"algorithm": "fedavg", "lr-decay": True}, "run config lr-decay"),
+    ({"clients-per-round": 4, "num-devices": 3}, "run config clients-per-round"),
+    ({"dropout": 1.5}, "run config dropout"),
+    ({"lr-decay": "yes"}, "run config lr-decay"),
+])
+def test_a_bad_run_config_names_its_key(config, field):
+    with pytest.raises(InputError) as err:
+        AppSettings.from_run_config(config)
+    assert str(err.value).startswith(field + ":"), str(err.value)
+
+
+def test_toml_integers_are_taken_where_numbers_are_meant():
+    s = AppSettings.from_run_config({"lr": 1, "snr-db": 10, "round-deadline-s": 30})
+    assert s.lr == 1.0 and isinstance(s.snr_db, float)
+    assert AppSettings.from_run_config(s.to_run_config()) == s
+
+
+def test_fedavg_participants_are_a_seeded_draw_of_the_connected_devices():
+    s = AppSettings(algorithm="fedavg", lr_decay=False, num_devices=5, clients_per_round=2)
+    picks = [s.fedavg_devices(r, range(5)) for r in (1, 2, 1)]
+    assert picks[0] == picks[2] and len(picks[0]) == 2 and len(set(picks[0])) == 2
+    assert AppSettings(algorithm="fedavg", lr_decay=False).fedavg_devices(1, [2, 0]) == [0, 2]
+
+
+def test_importing_the_cli_or_the_package_loads_neither_flwr_nor_torch():
+    code = ("import sys, edgeft.cli, edgeft.distributed, edgeft.distributed.settings; "
+            "print(sorted(m for m in ('flwr', 'torch', 'ray') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# -- the ClientApp handlers, called directly -------------------------------------------------
+def message(message_type: str, config: dict, arrays=None, dst: int = 7):
+    content = RecordDict({"config": ConfigRecord(config)})
+    if arrays is not None:
+        content["arrays"] = arrays
+    msg = make_message(Metadata(run_id=1, message_id="", src_node_id=0, dst_node_id=dst,
+                                reply_to_message_id="", group_id=str(config.get("round", 0)),
+                                created_at=time.time(), ttl=60.0, message_type=message_type),
+                       content)
+    msg.metadata.__dict__["_message_id"] = f"m-{message_type}"
+    return msg
+
+
+def context(settings, partition=1, **node):
+    return Context(run_id=1, node_id=7, node_config={"partition-id": partition,
+                                                     "num-partitions": settings.num_devices,
+                                                     **node},
+                   state=RecordDict(), run_config=settings.to_run_config())
+
+
+def deft_message(settings, blocks, depth=2, device=1, epoch=0, position=0, state=None):
+    state = state if state is not None else blocks.state_dict()
+    return message("train.deft", {"round": 3, "attempt": 1, "depth": depth, "device": device,
+                                  "tau": 2, "epoch": epoch, "position": position},
+                   tensor_record(state))
+
+
+def test_the_deft_handler_computes_the_in_process_device_update(settings):
+    blocks = task.build_blocks(settings)
+    with torch.no_grad():  # not the initial tensors: the broadcast is what the node must use
+        for p in blocks.trainable_parameters().values():
+            p.add_(0.01)
+    reply = client_app.deft(deft_message(settings, blocks, epoch=1, position=3),
+                            context(settings))
+    shard = task.shards(settings)[1]
+    stream = BatchStream(shard, settings.batch_size, settings.seed, 1)
+    stream.load_state({"epoch": 1, "position": 3})
+    train_ex = task.train_examples(settings)
+    blocks.model.train()
+    expected = device_update(blocks, 2, task.encode_examples(settings, train_ex), stream, 2)
+    got = read_tensors(reply.content["arrays"], spec_of(expected.grads), "test")
+    for name, g in expected.grads.items():
+        assert torch.equal(got[name], g), name
+    metrics, cursor = reply.content["metrics"], reply.content["config"]
+    assert (metrics["round"], metrics["attempt"], metrics["depth"], metrics["device"]) == \
+        (3, 1, 2, 1)
+    assert metrics["loss"] == pytest.approx(expected.loss) and metrics["num-samples"] == 8
+    assert dict(cursor) == stream.state()
+    assert reply.metadata.reply_to_message_id == "m-train.deft"
+
+
+def test_the_fedavg_handler_returns_every_tensor_after_local_steps(settings):
+    blocks = task.build_blocks(settings)
+    msg = message("train.fedavg", {"round": 1, "attempt": 0, "device": 0, "tau": 2,
+                                   "batch-size": 4, "epoch": 0, "position": 0},
+                  tensor_record(blocks.state_dict()))
+    reply = client_app.fedavg(msg, context(settings, partition=0))
+    state = read_tensors(reply.content["arrays"], spec_of(blocks.state_dict()), "test")
+    assert any(not torch.equal(state[k], v) for k, v in blocks.state_dict().items())
+    assert reply.content["metrics"]["num-samples"] == 8
+    assert reply.content["metrics"]["shard-size"] == task.shards(settings)[0].size
+
+
+def test_the_profile_and_evaluate_handlers(settings):
+    reply = client_app.profile(message("query.profile", {"round": 1, "attempt": 0}),
+                               context(settings, partition=2, **{"compute-factor": 0.5}))
+    metrics = reply.content["metrics"]
+    assert (metrics["device"], metrics["num-partitions"], metrics["compute-factor"]) == \
+        (2, 3, 0.5)
+    assert metrics["shard-size"] == task.shards(settings)[2].size
+    blocks = task.build_blocks(settings)
+    reply = client_app.evaluate(message("evaluate", {"round": 1, "attempt": 0, "device": 2},
+                                        tensor_record(blocks.state_dict())),
+                                context(settings, partition=2))
+    assert reply.content["metrics"]["num-examples"] > 0
+    assert 0.0 <= reply.content["metrics"]["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"device": 2}, "message device"),
+    ({"depth": 3}, "depth"),
+    ({"depth": 0}, "depth"),
+    ({"position": -1}, "message cursor"),
+])
+def test_the_deft_handler_refuses_a_wrong_instruction(settings, change, field):
+    blocks = task.build_blocks(settings)
+    kw = {"depth": 2, "device": 1, "epoch": 0, "position": 0, **change}
+    with pytest.raises(InputError, match=f"^{field}"):
+        client_app.deft(deft_message(settings, blocks, **kw), context(settings))
+
+
+@pytest.mark.parametrize("spoil", ["nan", "shape", "missing"])
+def test_the_deft_handler_refuses_a_malformed_broadcast(settings, spoil):
+    blocks = task.build_blocks(settings)
+    state = blocks.state_dict()
+    name = sorted(state)[0]
+    if spoil == "nan":
+        state[name] = state[name].clone()
+        state[name].view(-1)[0] = float("nan")
+    elif spoil == "shape":
+        state[name] = state[name].reshape(-1)
+    else:
+        del state[name]
+    with pytest.raises(InputError, match="^message arrays"):
+        client_app.deft(deft_message(settings, blocks, state=state), context(settings))
+
+
+@pytest.mark.parametrize("node, field", [
+    ({"partition-id": 3}, "node config partition-id"),
+    ({"partition-id": None}, "node config partition-id"),
+    ({"num-partitions": 4}, "node config num-partitions"),
+    ({"threads": 0}, "node config threads"),
+    ({"memory-bytes": -1.0}, "node config memory-bytes"),
+])
+def test_a_bad_node_config_names_its_key(settings, node, field):
+    ctx = context(settings)
+    ctx.node_config = {**ctx.node_config, **node}
+    if node.get("partition-id", 0) is None:
+        del ctx.node_config["partition-id"]
+    with pytest.raises(InputError, match=f"^{field}"):
+        client_app.profile(message("query.profile", {"round": 1, "attempt": 0}), ctx)
+
+
+# -- the reply checks ----------------------------------------------------------------------
+@pytest.mark.parametrize("spoil, says", [
+    ("nan", "NaN or Inf"), ("inf", "NaN or Inf"), ("float64", "is float64"),
+    ("shape", "has shape"), ("extra", "unexpected"), ("missing", "missing"),
+    ("lying header", "not what its header says")])
+def test_read_tensors_rejects_every_kind_of_bad_upload(spoil, says):
+    good = {"a": torch.ones(2, 3), "b": torch.zeros(4)}
+    record = tensor_record(good)
+    if spoil in ("nan", "inf"):
+        value = np.ones((2, 3), dtype=np.float32)
+        value[1, 2] = np.nan if spoil == "nan" else -np.inf
+        record["a"] = Array(value)
+    elif spoil == "float64":
+        record["a"] = Array(np.ones((2, 3)))
+    elif spoil == "shape":
+        record["a"] = Array(np.ones((3, 2), dtype=np.float32))
+    elif spoil == "extra":
+        record["c"] = Array(np.ones(1, dtype=np.float32))
+    elif spoil == "missing":
+        record = ArrayRecord({"a": record["a"]})
+    else:
+        bad = Array(np.ones(5, dtype=np.float32))  # its bytes under a (2, 3) header
+        record["a"] = Array(dtype="float32", shape=(2, 3), stype=bad.stype, data=bad.data)
+    with pytest.raises(Rejected, match=says):
+        read_tensors(record, spec_of(good), "upload")
+    assert set(read_tensors(tensor_record(good), spec_of(good), "upload")) == {"a", "b"}
+
+
+# -- the node directory --------------------------------------------------------------------
+def test_the_directory_ignores_a_second_node_claiming_a_device_and_forgets_one_that_left(
+        settings):
+    grid = FakeGrid(settings.to_run_config(), 3)
+    grid._contexts[grid.node_ids[2]].node_config["partition-id"] = 0  # claims device 0 too
+    directory = NodeDirectory(grid, Exchange(grid, poll_s=0.01), 3, deadline_s=5.0)
+    directory.refresh(1)
+    assert directory.devices == [0, 1]
+    kinds = [e["event"] for e in directory.take_events()]
+    assert kinds.count("node_joined") == 2 and "duplicate_device" in kinds
+    grid.present.discard(grid.node_ids[1])
+    directory.refresh(2)
+    assert directory.devices == [0]
+    assert [e["event"] for e in directory.take_events()] == ["node_left"]
+    assert directory.profiles().keys() == {0, 1}  # what device 1 reported is kept
+
+
+# -- the local federation and its command --------------------------------------------------
+@pytest.mark.parametrize("kw, field", [({"engine": "cloud"}, "engine"), ({"num_nodes": 0},
+                                      "nodes"), ({"engine": "simulation", "secure": True},
+                                                 "secure")])
+def test_a_local_federation_refuses_bad_settings(tmp_path, kw, field):
+    with pytest.raises(InputError, match=f"^{field}"):
+        LocalFederation(tmp_path, **kw)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--nodes", "0"], "--nodes: expected an integer in 1..64, got 0"),
+    (["--set", "bogus=1"], "run config bogus: expected a key among"),
+    (["--set", "rounds=ten"], "run config rounds: expected"),
+    (["--set", "oops"], "--set: expected KEY=VALUE"),
+])
+def test_edgeft_flower_local_names_a_bad_flag_before_starting_anything(tmp_path, args, says):
+    done = subprocess.run([str(Path(sys.executable).with_name("edgeft")), "flower", "local",
+                           "--out", str(tmp_path / "out"), *args], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert not (tmp_path / "out").exists()
