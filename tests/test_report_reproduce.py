@@ -54,22 +54,28 @@ def _seconds(pattern: str, text: str) -> float:
 
 
 def test_the_sft_section_follows_the_flags_and_no_sft_removes_its_files(tmp_path, capsys):
-    """--devices, --snr-db, --rounds and --seed reach the split fine-tuning study (its section
-    says so and what does not apply); the whole run's time counts it. A later --no-sft report
-    into the same folder removes the study's files, and only them."""
+    """--devices, --snr-db and --seed reach the split fine-tuning study; what it does not apply
+    (--availability; --rounds with --quick) its section and a warning name; the whole run's
+    time counts it. A later --no-sft report into the same folder removes the study's files,
+    and only them."""
     out = tmp_path / "r"
     assert main(["reproduce", "--quick", "--no-progress", "--rounds", "3", "--devices", "14",
-                 "--snr-db", "0", "--seed", "3", "--workers", "1", "--out", str(out)]) == 0
+                 "--snr-db", "0", "--seed", "3", "--availability", "0.9", "--workers", "1",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "edgeft: warning: the split fine-tuning study does not apply --availability 0.9" \
+        in err and "--rounds 3 (--quick runs this study at 2 rounds a point" in err
     report = (out / "report.md").read_text()
     section = report[report.index("## SFT: delay and communication"):]
     assert "Operating point N = 14, 0 dB, B = 100 MHz" in section
-    assert "3 rounds per point" in section and "seed(s) 3;" in section
-    assert "--availability and --memory-spread do not apply" in section
+    assert "2 rounds per point" in section and "seed(s) 3;" in section
+    assert "Not applied here: --availability 0.9 (every device takes part in every round); " \
+        "--rounds 3 (--quick runs this study at 2 rounds a point" in section
     rows = (out / "sft_study.csv").read_text().splitlines()
     header = rows[0].split(",")
     snr_rows = [dict(zip(header, r.split(","), strict=True)) for r in rows[1:]
                 if r.split(",")[1] == "snr"]
-    assert {(r["num_devices"], r["rounds"]) for r in snr_rows} == {("14", "3")}
+    assert {(r["num_devices"], r["rounds"]) for r in snr_rows} == {("14", "2")}
     whole = _seconds(r"whole run ([0-9.]+) s", report)
     study = _seconds(r"do not apply here\); ([0-9.]+) s\.", section)
     assert whole >= study > 0
@@ -82,6 +88,22 @@ def test_the_sft_section_follows_the_flags_and_no_sft_removes_its_files(tmp_path
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("sft_")) \
         == ["sft_notes.txt"]
     assert "SFT" not in (out / "report.md").read_text()
+
+
+def test_the_sft_study_takes_the_rounds_and_operating_point_flags():
+    """Without --quick, --rounds reaches the split fine-tuning study too (a quick one keeps
+    its 2 rounds, and says so: above)."""
+    from edgeft.cli import build_parser
+    from edgeft.cli.reproduce import sft_config, sft_notes
+
+    args = build_parser().parse_args(["reproduce", "--rounds", "7", "--devices", "9",
+                                      "--snr-db", "12", "--seed", "4"])
+    cfg = sft_config(args)
+    assert (cfg.rounds, cfg.num_devices, cfg.snr_db, cfg.seeds) == (7, 9, 12.0, (4,))
+    assert sft_notes(args, cfg) == []
+    quick = build_parser().parse_args(["reproduce", "--quick", "--rounds", "7"])
+    assert sft_config(quick).rounds == 2
+    assert sft_config(build_parser().parse_args(["reproduce", "--no-sft"])) is None
 
 
 def test_reproduce_with_a_scenario_file(tmp_path):

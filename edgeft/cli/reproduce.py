@@ -26,8 +26,9 @@ def add_parsers(sub) -> None:
             "number of devices, plus the rounds each baseline loses to the memory wall; writes "
             "CSVs, PNGs and report.md with the headline ratios beside the paper's. Then the "
             "split fine-tuning delay study (its own section): --scenario, --devices, --snr-db, "
-            "--rounds and --seed apply to it too; --availability and --memory-spread do not "
-            "(its devices all take part, with fixed memory), nor --workers (one process)."
+            "--seed and (without --quick) --rounds apply to it too; --availability and "
+            "--memory-spread do not (its devices all take part, with fixed memory), nor "
+            "--workers (one process); the section and a warning say which were not applied."
         ),
         formatter_class=HelpFormatter,
     )
@@ -36,7 +37,8 @@ def add_parsers(sub) -> None:
                    help="smoke run: 3 points per sweep, 40 rounds (unless --rounds)")
     p.add_argument("--rounds", type=int, metavar="R",
                    help="rounds simulated per point (default 800, 40 with --quick; the split "
-                   "fine-tuning study's: 10, 2 with --quick, each far slower than DEFT's)")
+                   "fine-tuning study's: 10 or R, each far slower than DEFT's; 2 with --quick "
+                   "whatever R)")
     p.add_argument("--seed", type=int, default=0,
                    help="devices from SEED, round draws from SEED + 1")
     p.add_argument("--scenario", metavar="FILE",
@@ -86,10 +88,25 @@ def sft_config(args: argparse.Namespace):
 
     if args.no_sft:
         return None
-    fields = {"seeds": (args.seed,), "scenario": args.scenario, "rounds": args.rounds,
-              "num_devices": args.devices, "snr_db": args.snr_db}
+    fields = {"seeds": (args.seed,), "scenario": args.scenario, "num_devices": args.devices,
+              "snr_db": args.snr_db, "rounds": None if args.quick else args.rounds}
     fields = {k: v for k, v in fields.items() if v is not None}
     return SftStudyConfig.quick(**fields) if args.quick else SftStudyConfig(**fields)
+
+
+def sft_notes(args: argparse.Namespace, sft) -> list[str]:
+    """The flags given that the split fine-tuning study ``sft`` does not apply, each with why
+    (its section and a warning list them)."""
+    notes = []
+    if args.availability != 1.0:
+        notes.append(f"--availability {args.availability:g} (every device takes part in every "
+                     "round)")
+    if args.memory_spread:
+        notes.append(f"--memory-spread {args.memory_spread:g} (memory stays fixed)")
+    if args.quick and args.rounds is not None and args.rounds != sft.rounds:
+        notes.append(f"--rounds {args.rounds} (--quick runs this study at {sft.rounds} rounds "
+                     "a point: each costs far more than DEFT's)")
+    return notes
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -110,6 +127,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         if args.scenario is not None:
             load_scenario(args.scenario)
         sft = sft_config(args)
+        notes = sft_notes(args, sft) if sft is not None else []
         check_output_dir(args.out, "out")
         if args.glue_dir is not None:
             check_glue_dir(args.glue_dir, TABLE_PLAN)
@@ -118,9 +136,12 @@ def run_reproduce(args: argparse.Namespace) -> int:
                              why_no_studies(args.finetune_runs))
         with folder_lock(args.out, "out", command):
             done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
-                             command=command, sft=sft)
+                             command=command, sft=sft, sft_notes=notes)
             print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
                   f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
+            if notes:
+                print(f"edgeft: warning: the split fine-tuning study does not apply "
+                      f"{'; '.join(notes)}; its section in report.md says so", file=sys.stderr)
             if done["infeasible_points"]:
                 print(f"edgeft: warning: infeasible for all at {len(done['infeasible_points'])} "
                       f"of {done['points']} points (no round with an allocation for every "

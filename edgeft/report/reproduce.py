@@ -28,9 +28,11 @@ TITLES = {"snr": "Round latency vs transmit SNR (paper Fig. 5)",
 
 
 def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress: bool = True,
-              command: str = "", sft: SftStudyConfig | None = None) -> dict:
+              command: str = "", sft: SftStudyConfig | None = None,
+              sft_notes: tuple[str, ...] | list[str] = ()) -> dict:
     """Run the DEFT latency study and write ``out_dir``, then (``sft`` given) the split
-    fine-tuning delay study and its section; returns the written paths and timings."""
+    fine-tuning delay study and its section (``sft_notes``: what the caller asked for that it
+    does not apply, said in the section); returns the written paths and timings."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -84,7 +86,7 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
         path.unlink()
     section = ""
     if sft is not None:
-        section, files = sft_section(sft, out, progress)
+        section, files = sft_section(sft, out, progress, sft_notes)
         written += files
 
     elapsed = time.perf_counter() - start  # the whole run, the SFT study included
@@ -103,10 +105,11 @@ def stale_sft_files(out: Path) -> list[Path]:
             and (p.name == SFT_CSV or is_figure_file(p.name))]
 
 
-def sft_section(config: SftStudyConfig, out: Path, progress: bool) -> tuple[str, list[Path]]:
+def sft_section(config: SftStudyConfig, out: Path, progress: bool,
+                notes=()) -> tuple[str, list[Path]]:
     """The split fine-tuning study (docs/sft.md section 6) against every baseline and DEFT's
-    jbba: writes :data:`SFT_CSV` and its figures; returns report.md's section and the
-    paths."""
+    jbba: writes :data:`SFT_CSV` and its figures; returns report.md's section (``notes``:
+    settings asked for and not applied) and the paths."""
     start = time.perf_counter()
     if progress:
         print("split fine-tuning delay study ...", file=sys.stderr)
@@ -136,7 +139,8 @@ def sft_section(config: SftStudyConfig, out: Path, progress: bool) -> tuple[str,
             f"{config.period}), seed(s) {', '.join(map(str, config.seeds))}; every device "
             "takes part in every round with fixed memory (DEFT's --availability and "
             f"--memory-spread do not apply here); {time.perf_counter() - start:.1f} s. "
-            f"Data: `{SFT_CSV}`; figures `sft_*.png`.\n")
+            + (f"Not applied here: {'; '.join(notes)}. " if notes else "")
+            + f"Data: `{SFT_CSV}`; figures `sft_*.png`.\n")
     return text, [csv_path, *figures]
 
 
