@@ -282,9 +282,27 @@ def test_a_local_federation_refuses_bad_settings(tmp_path, kw, field):
     (["--set", "rounds=ten"], "run config rounds: expected"),
     (["--set", "oops"], "--set: expected KEY=VALUE"),
 ])
-def test_edgeft_flower_local_names_a_bad_flag_before_starting_anything(tmp_path, args, says):
-    done = subprocess.run([str(Path(sys.executable).with_name("edgeft")), "flower", "local",
-                           "--out", str(tmp_path / "out"), *args], capture_output=True, text=True)
-    assert done.returncode == 2, done.stderr
-    assert says in done.stderr
+def test_edgeft_flower_local_names_a_bad_flag_before_starting_anything(tmp_path, capsys, args,
+                                                                       says):
+    from edgeft.cli import main
+
+    assert main(["flower", "local", "--out", str(tmp_path / "out"), *args]) == 2
+    assert says in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_local_credentials_name_loopback_and_the_given_address(tmp_path):
+    from cryptography import x509
+
+    from edgeft.distributed.credentials import make_credentials
+
+    c = make_credentials(tmp_path, 2, hosts=("link.example.org",), addresses=("10.0.0.5",))
+    cert = x509.load_pem_x509_certificate(c.server_cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", "link.example.org"} <= set(san.get_values_for_type(x509.DNSName))
+    assert {"127.0.0.1", "10.0.0.5"} <= {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    assert len(c.node_keys) == 2
+    for key in c.node_keys:
+        assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        assert Path(f"{key}.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
+        assert key.stat().st_mode & 0o077 == 0

@@ -83,12 +83,15 @@ def run_local(args: argparse.Namespace) -> int:
     config = parse_settings(args.settings or [])
     config.setdefault("out-dir", str(out / "run"))
     config.setdefault("num-devices", args.nodes)
-    try:
-        from edgeft.distributed.local import LocalFederation
-        from edgeft.distributed.settings import AppSettings
-    except ImportError as exc:
-        raise InputError("edgeft flower", "flwr not installed", 'the flower extra: pip install '
-                         '"edgeft[flower]"') from exc
+    import importlib.util
+
+    if importlib.util.find_spec("flwr") is None or (
+            args.engine == "simulation" and importlib.util.find_spec("ray") is None):
+        raise InputError("edgeft flower", "flwr[simulation] not installed",
+                         'the flower extra: pip install "edgeft[flower]"')
+    from edgeft.distributed.local import LocalFederation
+    from edgeft.distributed.settings import AppSettings
+
     AppSettings.from_run_config(config)  # checked here, before any process starts
     with LocalFederation(out / "federation", engine=args.engine, num_nodes=args.nodes,
                          ray_cpus=args.ray_cpus, node_threads=args.node_threads,

@@ -18,7 +18,9 @@ scheduler registry and server update, run by a Flower ServerApp. Modules, one jo
 - :mod:`~edgeft.distributed.server_app`: the ServerApp;
 - :mod:`~edgeft.distributed.reference`: the same run in-process (the equivalence yardstick);
 - :mod:`~edgeft.distributed.local`: a local federation (SuperLink and SuperNodes on loopback,
-  or the simulation engine) started, used and stopped.
+  or the simulation engine) started, used and stopped;
+- :mod:`~edgeft.distributed.credentials`: TLS certificates and SuperNode keys for its secure
+  mode (development only).
 
 Importing this package imports neither flwr nor torch; its modules do.
 """

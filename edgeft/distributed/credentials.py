@@ -26,10 +26,17 @@ class Credentials:
     node_keys: tuple[Path, ...]  # private keys; the public one is ``<key>.pub``
 
 
-def make_credentials(folder: Path, num_nodes: int, hosts=("localhost",),
-                     addresses=("127.0.0.1", "::1")) -> Credentials:
-    """Write a CA, a server certificate for ``hosts`` / ``addresses`` and ``num_nodes`` node
-    key pairs under ``folder``."""
+LOCAL_HOSTS, LOCAL_ADDRESSES = ("localhost",), ("127.0.0.1", "::1")
+
+
+def make_credentials(folder: Path, num_nodes: int, hosts=(), addresses=()) -> Credentials:
+    """Write a CA, a server certificate and ``num_nodes`` node key pairs under ``folder``.
+
+    The certificate names ``hosts`` and ``addresses`` (the SuperLink's public name or address
+    for other machines) and always localhost, 127.0.0.1 and ::1: the SuperLink's own
+    ServerApp process connects to it there, also when it listens on 0.0.0.0."""
+    hosts = tuple(dict.fromkeys((*LOCAL_HOSTS, *hosts)))
+    addresses = tuple(dict.fromkeys((*LOCAL_ADDRESSES, *addresses)))
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -47,13 +47,21 @@ def run_server(grid, settings: AppSettings, out_dir: Path, *, sleep=time.sleep,
     """The whole server side of a run on ``grid``; returns (and writes) the summary."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the nodes compute: evaluation bit for bit as in-process
+    try:
+        return _run_server(grid, settings, out_dir, sleep=sleep, clock=clock)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_server(grid, settings: AppSettings, out_dir: Path, *, sleep, clock) -> dict:
     from edgeft.distributed.deft_plan import DeftPlanner, study_system
     from edgeft.distributed.deft_server import FlowerDeftLoop
     from edgeft.distributed.fedavg_server import FlowerFedAvgLoop
     from edgeft.train.finetune import cost_profile
 
     start = time.perf_counter()
-    torch.set_num_threads(1)  # the server's work is small; the nodes share the host in tests
     # Load the global model and the dev set.
     blocks = task.build_blocks(settings)
     dev = task.dev_data(settings)
