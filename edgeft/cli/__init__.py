@@ -5,6 +5,7 @@
 - :mod:`edgeft.cli.profile`: ``profile`` (per-depth block costs, paper Fig. 4);
 - :mod:`edgeft.cli.finetune`: ``finetune`` (real LoRA rounds, Fig. 7), ``table`` (Table I);
 - :mod:`edgeft.cli.sft`: ``sft plan`` (one SFT manager decision), ``sft train`` (real split runs);
+- :mod:`edgeft.cli.twostage`: ``twostage plan`` (one two-stage design and its benchmarks);
 - :mod:`edgeft.cli.flower`: ``flower local`` (the Flower app on a local federation; needs the
   ``flower`` extra, imported only when it runs).
 
@@ -30,11 +31,11 @@ import warnings
 import numpy as np
 
 from edgeft import __version__
-from edgeft.cli import finetune, flower, profile, reproduce, scenario, sft
+from edgeft.cli import finetune, flower, profile, reproduce, scenario, sft, twostage
 from edgeft.cli.common import Parser
 from edgeft.errors import EdgeftError, OutputError
 
-COMMAND_GROUPS = (scenario, reproduce, profile, finetune, sft, flower)
+COMMAND_GROUPS = (scenario, reproduce, profile, finetune, sft, twostage, flower)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,3 +58,30 @@ def mean_spectral_efficiency(tx_power_w, mean_gain, noise_power_w):
         term = -term * (k + 1) / xl
     out = np.where(small, direct, series) / np.log(2.0)
     return np.where(pos, out, 0.0)
+
+
+def mean_spectral_efficiency_slope(tx_power_w, mean_gain, noise_power_w):
+    """Slope of the Rayleigh mean spectral efficiency in log-power,
+    ``b = d E[log2(1 + g X)] / d log2 p`` with ``g = p E[h] / N0`` (docs/twostage.md §5, the
+    SCA surrogate): ``b = 1 - x e^x E1(x)`` with ``x = 1/g``, in (0, 1).
+
+    ``E[log2(1 + g X)]`` is convex in ``log p`` (an expectation of softplus), so
+    ``a + b log2(p'/p)`` with ``a`` the mean spectral efficiency at p is a lower bound for every
+    p' that is tight at p. Above ``x = 500`` the series ``b = sum_k (-1)^k (k+1)! / x^(k+1)``
+    (eight terms); ``b -> g`` as g -> 0 and ``b -> 1`` as g -> inf. Zero where g is zero.
+    """
+    from scipy.special import exp1
+
+    g = np.asarray(tx_power_w, dtype=float) * np.asarray(mean_gain, dtype=float) / noise_power_w
+    pos = g > 0
+    x = 1.0 / np.where(pos, g, 1.0)
+    small = x <= _E1_SERIES_FROM
+    xs = np.where(small, x, 1.0)
+    direct = 1.0 - xs * np.exp(xs) * exp1(xs)
+    xl = np.where(small, _E1_SERIES_FROM, x)
+    series = np.zeros_like(xl)
+    term = 1.0 / xl
+    for k in range(8):
+        series = series + term
+        term = -term * (k + 2) / xl
+    return np.where(pos, np.where(small, direct, series), 0.0)

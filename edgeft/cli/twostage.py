@@ -1,0 +1,187 @@
+"""``edgeft twostage plan``: one two-stage design (server pre-training, then FedAvg
+fine-tuning) under an energy and a delay budget, with every benchmark at the same budgets
+(docs/twostage.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgeft.cli.common import HelpFormatter, flag_names, number
+
+PLAN_FLAGS = {"energy_j": "--energy-j", "delay_s": "--delay-s", "scenario": "SCENARIO",
+              "num_devices": "--devices", "snr_db": "--snr-db", "seed": "--seed",
+              "model": "--model", "seq_len": "--seq-len", "local_steps": "--local-steps",
+              "channel": "--channel", "energy_scope": "--energy-scope",
+              "constants": "--constants", "shift": "--shift", "scheme": "--scheme",
+              "server_max_batch": "--server-batch-max"}
+
+
+def add_parsers(sub) -> None:
+    from edgeft.twostage.bound import PRESETS
+    from edgeft.twostage.problem import CHANNELS, ENERGY_SCOPES
+
+    group = sub.add_parser("twostage", help="two-stage edge learning: pre-training then "
+                           "federated fine-tuning, designed jointly",
+                           formatter_class=HelpFormatter)
+    cmds = group.add_subparsers(dest="twostage_command", metavar="SUBCOMMAND",
+                                help="plan: one joint design and its benchmarks")
+    p = cmds.add_parser(
+        "plan", help="rounds, batches, clocks and powers of both stages under energy and "
+        "delay budgets",
+        description="Minimises the convergence bound of server pre-training (M iterations) "
+        "followed by FedAvg fine-tuning on the devices (N rounds) under a total energy and a "
+        "total delay budget (docs/twostage.md): (M, N) by an integer search, the continuous "
+        "variables by successive convex approximation. Prints the design, the bound, delay and "
+        "energy against the budgets, and every benchmark's bound at the same budgets. Exit 3 "
+        "names the binding budget when nothing fits.", formatter_class=HelpFormatter)
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?", default=None,
+                   help="scenario JSON file ('-': stdin); default: a generated one")
+    p.add_argument("--energy-j", type=float, required=True, metavar="E",
+                   help="energy budget in joules (whose: --energy-scope)")
+    p.add_argument("--delay-s", type=float, required=True, metavar="T",
+                   help="delay budget of both stages in seconds")
+    p.add_argument("--devices", type=int, default=20, metavar="K",
+                   help="devices of the generated scenario")
+    p.add_argument("--snr-db", type=float, default=30.0, metavar="DB",
+                   help="mean transmit SNR of the generated scenario (before its 20 dB path "
+                   "loss)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated scenario")
+    p.add_argument("--model", default="all-minilm-l6-v2",
+                   help="cost model: a known name (all-minilm-l6-v2, roberta-base, gpt2, "
+                   "llama-3.2-1b, llama-2-7b) or a Hugging Face config.json")
+    p.add_argument("--seq-len", type=int, default=128, metavar="TOKENS",
+                   help="tokens per sample")
+    p.add_argument("--local-steps", type=int, default=5, metavar="E",
+                   help="FedAvg local steps per round")
+    p.add_argument("--energy-scope", default="both", choices=ENERGY_SCOPES,
+                   help="whose energy the budget counts")
+    p.add_argument("--channel", default="mean", choices=CHANNELS,
+                   help="mean: the scenario's gains are Rayleigh means (ergodic rate); "
+                   "static: they hold for the whole run")
+    p.add_argument("--constants", default="study", metavar="NAME|FILE",
+                   help="the bound's constants: " + ", ".join(PRESETS)
+                   + " or a JSON file of BoundConstants fields (docs/twostage.md section 4)")
+    p.add_argument("--shift", type=float, default=None, metavar="LW",
+                   help="override the constants' distribution shift Lambda W (loss units)")
+    p.add_argument("--server-batch-max", type=int, default=512, metavar="B",
+                   help="largest pre-training batch")
+    p.add_argument("--scheme", default="joint",
+                   help="the scheme to design (edgeft.twostage.schemes); the others are "
+                   "its benchmarks")
+    p.add_argument("--no-benchmarks", action="store_true",
+                   help="design the one scheme only")
+    p.add_argument("--json", action="store_true", help="print the design as JSON")
+    p.set_defaults(func=run_plan)
+    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Handler of ``edgeft twostage plan``."""
+    from edgeft import checks
+    from edgeft.scenario import generate_scenario
+    from edgeft.system.ranges import MAX_DEVICES, SNR_DB_RANGE
+    from edgeft.twostage.bound import load_constants
+    from edgeft.twostage.problem import Budgets, TwoStageProblem
+    from edgeft.twostage.schemes import SCHEMES, check_schemes
+    from edgeft.twostage.search import BudgetInfeasible
+
+    with flag_names(PLAN_FLAGS):
+        (name,) = check_schemes([args.scheme], "scheme")
+        budgets = Budgets(energy_j=args.energy_j, delay_s=args.delay_s)
+        constants = load_constants(args.constants)
+        if args.shift is not None:
+            constants = constants.with_shift(checks.non_negative("shift", args.shift))
+            constants = load_constants(constants.as_dict())
+        if args.scenario is None:
+            checks.integer("num_devices", args.devices, 1, MAX_DEVICES)
+            checks.in_range("snr_db", args.snr_db, *SNR_DB_RANGE)
+            checks.integer("seed", args.seed, 0)
+            scenario = generate_scenario(args.devices, 1, args.snr_db, args.seed)
+            where = f"a generated scenario ({args.devices} devices, {args.snr_db:g} dB, " \
+                    f"seed {args.seed})"
+        else:
+            scenario, where = args.scenario, args.scenario
+        problem = TwoStageProblem.from_scenario(
+            scenario, args.model, seq_len=args.seq_len, local_steps=args.local_steps,
+            channel=args.channel, energy_scope=args.energy_scope,
+            server_max_batch=args.server_batch_max)
+        design = SCHEMES[name].plan(problem, constants, budgets)
+        benchmarks = {}
+        if not args.no_benchmarks:
+            for other, scheme in SCHEMES.items():
+                if other == name:
+                    continue
+                try:
+                    benchmarks[other] = scheme.plan(problem, constants, budgets)
+                except BudgetInfeasible as err:
+                    benchmarks[other] = err
+    if args.json:
+        out = {"scenario": where, "model": problem.model, "design": design.as_dict(),
+               "constants": constants.as_dict(),
+               "executor_settings": design.executor_settings(),
+               "benchmarks": {k: ({"bound": v.bound, "iterations": v.iterations,
+                                   "rounds": v.rounds} if not isinstance(v, Exception)
+                                  else {"infeasible": str(v), "binding": list(v.binding)})
+                              for k, v in benchmarks.items()}}
+        print(json.dumps(out, indent=2))
+        return 0
+    print_design(design, problem, where, SCHEMES[name].label)
+    if benchmarks:
+        print_benchmarks(design, benchmarks)
+    return 0
+
+
+def _spread(values, scale: float = 1.0, fmt: str = "{:.3g}") -> str:
+    import numpy as np
+
+    v = np.asarray(values, dtype=float) / scale
+    return "/".join(fmt.format(x) for x in (v.min(), float(np.median(v)), v.max()))
+
+
+def print_design(d, problem, where: str, label: str) -> None:
+    """The design as text (docs/twostage.md §7)."""
+    print(f"{d.scheme} ({label}) on {where}: model {problem.model}, {len(d.device_ids)} "
+          f"devices, E = {d.local_steps} local steps, energy scope {problem.energy_scope}, "
+          f"channel {problem.channel}")
+    if d.excluded:
+        print(f"  left out (memory wall): {', '.join(d.excluded)}")
+    if d.iterations:
+        print(f"  stage 1, server pre-training: M = {d.iterations} iterations of B_s = "
+              f"{d.server_batch} at {d.server_clock_hz / 1e9:.3g} GHz, step {d.server_step:g}")
+    else:
+        print("  stage 1, server pre-training: none (M = 0)")
+    if d.rounds:
+        print(f"  stage 2, FedAvg fine-tuning: N = {d.rounds} rounds, step {d.device_step:.4g}; "
+              "per device min/median/max:")
+        print(f"    batch B_k {_spread(d.device_batch, fmt='{:.0f}')}, clock f_k "
+              f"{_spread(d.device_clock_hz, 1e9)} GHz, power p_k "
+              f"{_spread(d.device_power_w)} W")
+    else:
+        print("  stage 2, FedAvg fine-tuning: none (N = 0)")
+    t = d.terms
+    parts = [f"pre-training gap {t['pretrain_gap']:.4g}", f"shift {t['shift']:.4g}"]
+    parts += [f"{k} {t[k]:.4g}" for k in ("optimisation", "variance", "drift") if k in t]
+    print(f"  bound {d.bound:.6g} (relaxed {d.relaxed_bound:.6g}): {', '.join(parts)}")
+    delay, energy, budgets = d.delay_s, d.energy_j, d.budgets
+    print(f"  delay {number(delay['total'], 2)} s of {number(budgets['delay_s'], 2)} s: "
+          f"pre-training {number(delay['pretrain'], 2)} s, {d.rounds} rounds of "
+          f"{number(delay['round'], 3)} s")
+    print(f"  energy {number(energy['counted'], 1)} J of {number(budgets['energy_j'], 1)} J "
+          f"counted ({budgets['energy_scope']}): server {number(energy['server'], 1)} J, "
+          f"devices {number(energy['devices'], 1)} J (compute "
+          f"{number(energy['devices_compute'], 1)}, upload {number(energy['devices_upload'], 1)})")
+    print(f"  solved in {d.solve_s * 1e3:.0f} ms")
+
+
+def print_benchmarks(design, benchmarks: dict) -> None:
+    """Each benchmark's bound at the same budgets and the design's margin over it."""
+    print(f"benchmarks at the same budgets (bound; {design.scheme}'s margin):")
+    for name, other in benchmarks.items():
+        if isinstance(other, Exception):
+            print(f"  {name:<14} infeasible ({', '.join(other.binding)})")
+            continue
+        margin = 1.0 - design.bound / other.bound
+        side = f"{margin:.1%} lower" if margin >= 0 else f"{-margin:.1%} higher"
+        print(f"  {name:<14} {other.bound:10.6g}  M {other.iterations:>6} N {other.rounds:>6}"
+              f"  ({design.scheme} {side})")

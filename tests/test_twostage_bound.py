@@ -1,0 +1,146 @@
+"""The two-stage convergence bound (docs/twostage.md §3): the monotonicity the derivation
+gives (more rounds never raise it, a larger shift never lowers it, larger batches never raise
+it), the N = 0 case, the optimal step against a dense grid, the constants' checks and the
+estimators of §4 against hand computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeft.errors import InputError
+from edgeft.twostage import estimate
+from edgeft.twostage.bound import (
+    PRESETS,
+    BoundConstants,
+    bound,
+    finetune_bound,
+    load_constants,
+    optimal_step,
+    pretrain_gap,
+    step_coefficients,
+)
+
+positive = st.floats(1e-3, 1e3)
+constants = st.builds(
+    lambda ll, mu_frac, gap, vs, vd, z, sh, step_frac: BoundConstants(
+        smoothness=ll, pl_constant=ll * mu_frac, initial_gap=gap, server_variance=vs,
+        device_variance=vd, heterogeneity=z, shift=sh, server_step=step_frac / ll),
+    st.floats(0.01, 100), st.floats(1e-4, 1.0), st.floats(0, 100), st.floats(0, 100),
+    st.floats(0, 100), st.floats(0, 10), st.floats(0, 10), st.floats(0.01, 1.0))
+batches = st.lists(st.integers(1, 256), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(constants, st.integers(0, 5000), st.integers(1, 1024), batches, st.integers(1, 20),
+       st.integers(0, 2000))
+def test_more_rounds_never_raise_the_bound(c, m, bs, bk, e, n):
+    assert bound(c, m, n + 1, bs, bk, e) <= bound(c, m, n, bs, bk, e) * (1 + 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(constants, st.integers(0, 5000), st.integers(1, 1024), batches, st.integers(1, 20),
+       st.integers(1, 2000), st.floats(0.01, 1.0))
+def test_more_rounds_never_raise_it_at_a_fixed_step(c, m, bs, bk, e, n, frac):
+    eta = frac * c.max_device_step(e)
+    assert bound(c, m, n + 1, bs, bk, e, eta) <= bound(c, m, n, bs, bk, e, eta) * (1 + 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(constants, st.integers(0, 5000), st.integers(0, 2000), st.integers(1, 1024), batches,
+       st.integers(1, 20), st.floats(0, 10))
+def test_a_larger_shift_never_lowers_the_bound(c, m, n, bs, bk, e, extra):
+    more = c.with_shift(c.shift + extra)
+    assert bound(more, m, n, bs, bk, e) >= bound(c, m, n, bs, bk, e) * (1 - 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(constants, st.integers(1, 5000), st.integers(1, 2000), st.integers(1, 1024), batches,
+       st.integers(1, 20), st.integers(0, 11))
+def test_larger_batches_never_raise_the_bound(c, m, n, bs, bk, e, which):
+    base = bound(c, m, n, bs, bk, e)
+    assert bound(c, m, n, bs + 1, bk, e) <= base * (1 + 1e-12)
+    more = list(bk)
+    more[which % len(more)] += 1
+    assert bound(c, m, n, bs, more, e) <= base * (1 + 1e-12)
+
+
+def test_no_rounds_is_smoothness_times_the_task_gap():
+    c = BoundConstants()
+    for m, bs in ((0, 0), (10, 64), (1000, 512)):
+        phi = float(pretrain_gap(c, m, bs))
+        assert bound(c, m, 0, bs, [], 5) == pytest.approx(2 * c.smoothness * (phi + 2 * c.shift))
+    assert float(pretrain_gap(c, 0, 0)) == c.initial_gap
+
+
+def test_pretraining_reaches_the_noise_floor():
+    c = BoundConstants()
+    floor = c.smoothness * c.server_step * c.server_variance / (2 * c.pl_constant * 64)
+    assert float(pretrain_gap(c, 10**6, 64)) == pytest.approx(floor, rel=1e-12)
+    rho = 1 - c.server_step * c.pl_constant
+    assert float(pretrain_gap(c, 7, 64)) == pytest.approx(
+        rho**7 * c.initial_gap + (1 - rho**7) * floor)
+
+
+@settings(max_examples=100, deadline=None)
+@given(constants, st.floats(0.01, 100), st.integers(1, 1000), st.integers(1, 20), batches)
+def test_the_optimal_step_beats_a_dense_grid(c, gap, n, e, bk):
+    h = float(np.sum(1.0 / np.asarray(bk, dtype=float)))
+    a, b, cc = step_coefficients(c, gap, n, e, len(bk), h)
+    top = c.max_device_step(e)
+    eta = float(optimal_step(a, b, cc, top))
+    assert 0 < eta <= top
+    grid = np.geomspace(top * 1e-9, top, 20001)
+    assert finetune_bound(a, b, cc, eta) <= np.min(finetune_bound(a, b, cc, grid)) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("field, value", [("smoothness", 0.0), ("pl_constant", -1.0),
+                                          ("pl_constant", 2.0), ("shift", -0.1),
+                                          ("server_step", 1.5), ("device_variance", np.nan)])
+def test_bad_constants_name_the_field(field, value):
+    with pytest.raises(InputError, match=field):
+        BoundConstants(**{field: value})
+
+
+def test_constants_from_a_file_name_bad_fields(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"shift": 1.5, "heterogeneity": 0.1}))
+    c = load_constants(str(path))
+    assert c.shift == 1.5 and c.smoothness == PRESETS["study"].smoothness
+    path.write_text(json.dumps({"shfit": 1.5}))
+    with pytest.raises(InputError, match="c.json: shfit"):
+        load_constants(str(path))
+    path.write_text(json.dumps({"shift": -2}))
+    with pytest.raises(InputError, match="c.json: shift"):
+        load_constants(str(path))
+
+
+def test_estimators_against_hand_computations():
+    assert estimate.smoothness([2.0, 3.0], [1.0, 2.0]) == 2.0
+    assert estimate.pl_constant([4.0, 1.0], [3.0, 1.5], loss_floor=1.0) == pytest.approx(1.0)
+    g = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    assert estimate.sample_variance(g) == pytest.approx(2.5)
+    assert estimate.heterogeneity([[1.0, 1.0], [-1.0, -1.0]]) == pytest.approx(2.0)
+    assert estimate.shift([0.9, 0.7], [0.5, 0.6]) == pytest.approx(0.4)
+    assert estimate.gradient_dissimilarity([1.0, 2.0], [0.0, 0.0]) == pytest.approx(5.0)
+
+
+def test_constants_from_measurements():
+    m = estimate.Measurements(
+        gradient_differences=[2.0, 1.0], point_differences=[1.0, 1.0],
+        general_gradient_sq_norms=[0.8, 0.2], general_losses=[2.0, 0.5],
+        general_loss_floor=0.0, initial_general_loss=2.5, server_variance=3.0,
+        device_variance=4.0, heterogeneity=0.1, task_losses=[2.9, 1.0],
+        general_losses_at_task_points=[2.5, 0.5])
+    c = estimate.constants_from_measurements(m)
+    assert (c.smoothness, c.pl_constant, c.initial_gap) == (2.0, 0.2, 2.5)
+    assert (c.server_variance, c.device_variance, c.heterogeneity) == (3.0, 4.0, 0.1)
+    assert c.shift == pytest.approx(0.5) and c.server_step == 0.5
+    safer = estimate.constants_from_measurements(m, safety=2.0)
+    assert safer.smoothness == 4.0 and safer.pl_constant == 0.1 and safer.shift == 1.0
+    with pytest.raises(InputError, match="point_differences"):
+        estimate.smoothness([1.0], [0.0])
