@@ -103,6 +103,8 @@ class Exchange:
                     for r in requests]
         result.bytes_down = sum(content_bytes(r.content) for r in requests)
         ids = list(self.grid.push_messages(messages)) if messages else []
+        if len(ids) != len(requests):  # the SuperLink refused the batch (e.g. too large)
+            ids = [None] * len(requests)
         pending: dict[str, Request] = {}
         for message_id, request in zip(ids, requests, strict=True):
             if message_id:
