@@ -97,6 +97,18 @@ class Evaluator:
         if device_batch is not None:
             self.device_batch = np.asarray(device_batch, dtype=float)
 
+    def recentred(self, point: Point) -> Evaluator:
+        """The same design problem with each device's rate surrogate re-centred at the powers
+        it chose at ``point`` (docs/twostage.md §5.3); itself where the model is exact (a
+        static channel, or every power at its maximum)."""
+        if self.problem.channel == "static" or self.policy.max_clock_power:
+            return self
+        powers = design_powers(self, point)
+        nxt = Evaluator(self.problem, self.constants, self.budgets, self.policy,
+                        response.surrogate_uplink(self.problem, powers), self.device_batch)
+        nxt.hint = self.hint
+        return nxt
+
     # Stage 2 ---------------------------------------------------------------------------
     @property
     def prices_energy(self) -> bool:
@@ -392,10 +404,7 @@ def sca(problem: TwoStageProblem, constants: BoundConstants, budgets: Budgets,
             or not np.isfinite(best.bound[0]):
         return (best, ev) if best is not None else None
     for _ in range(max_iterations):
-        powers = design_powers(ev, best)
-        nxt_ev = Evaluator(problem, constants, budgets, policy,
-                           response.surrogate_uplink(problem, powers))
-        nxt_ev.hint = ev.hint
+        nxt_ev = ev.recentred(best)
         nxt = solve_rounds(nxt_ev, rounds, iterations, (best.tau[0], best.lam[0]), tol,
                            half=WARM_HALF)
         if nxt is None or not nxt.bound[0] < best.bound[0]:

@@ -8,10 +8,12 @@
 
 Algorithm: (M, N) by the search of :mod:`edgeft.twostage.search` on the surrogate at maximum
 power; then, for the chosen (M, N), successive convex approximation of the continuous problem
-(:func:`edgeft.twostage.continuous.sca`); N's neighbours re-checked under the converged
-surrogate; finally the batches rounded down to integers (the devices' clocks and powers
-re-solved for them, stage 1 given what rounding freed: :func:`finalize`). Every cost is then
-recomputed from the equations of §2 (:mod:`edgeft.twostage.costs`) and the bound from §3.
+(:func:`edgeft.twostage.continuous.sca`, M re-chosen at every point); N searched again under
+the converged surrogates when SCA moved the bound (and SCA again where N moved); finally
+integer batches (:func:`integer_batches`; the devices' clocks and powers re-solved for them,
+stage 1 given the rest: :func:`finalize`).
+Every cost is then recomputed from the equations of §2 (:mod:`edgeft.twostage.costs`) and the
+bound from §3.
 
 >>> from edgeft.scenario import generate_scenario
 >>> from edgeft.twostage.problem import Budgets, TwoStageProblem
@@ -42,15 +44,14 @@ from edgeft.twostage.policy import Policy
 from edgeft.twostage.problem import Budgets, TwoStageProblem
 from edgeft.twostage.result import Design
 from edgeft.twostage.search import (
-    COARSE_SETTLE,
-    COARSE_TOL,
     Choice,
     best_rounds,
     infeasible,
     pretrain_only,
+    refine_rounds,
 )
 
-NEIGHBOUR_PASSES = 50
+RESEARCHES = 3  # N searches under converged surrogates, at most
 
 
 def plan(problem: TwoStageProblem, constants: BoundConstants | str, budgets: Budgets,
@@ -67,34 +68,35 @@ def plan(problem: TwoStageProblem, constants: BoundConstants | str, budgets: Bud
     # Without fine-tuning (N = 0), then with it (N >= 1) on the maximum-power surrogate
     without = pretrain_only(ev) if policy.pretrain else None
     incumbent = float(without.bound[0]) if without is not None else np.inf
-    choice = best_rounds(ev, incumbent) if policy.finetune else None
-    if choice is None and not np.isfinite(incumbent):
+    found = best_rounds(ev, incumbent) if policy.finetune else None
+    if found is None and not np.isfinite(incumbent):
         raise infeasible(ev, scheme)
-    if choice is None or choice.bound >= incumbent:
+    if found is None or found[0].bound >= incumbent:
         return finalize(ev, None, scheme, incumbent, start)
+    choice, ev = found
 
-    # Successive convex approximation at the chosen (M, N); N's neighbours re-checked
-    point, ev = sca(problem, constants, budgets, policy, choice.rounds, choice.iterations,
-                    (choice.tau, choice.lam))
-    best = Choice(choice.rounds, choice.iterations, float(point.tau[0]), float(point.lam[0]),
-                  float(point.bound[0]))
-    for _ in range(NEIGHBOUR_PASSES):
-        moved = False
-        for rounds in (best.rounds - 1, best.rounds + 1):
-            if rounds < 1:
-                continue
-            near = solve_rounds(ev, rounds, None, (best.tau * best.rounds / rounds, best.lam),
-                                tol=COARSE_TOL, half=WARM_HALF, settle=COARSE_SETTLE)
-            if near is not None and near.bound[0] < best.bound * (1 - 1e-9):
-                polished = sca(problem, constants, budgets, policy, rounds,
-                               int(near.iterations[0]), (near.tau[0], near.lam[0]), ev.up)
-                point, ev = polished
-                best = Choice(rounds, int(near.iterations[0]), float(point.tau[0]),
-                              float(point.lam[0]), float(point.bound[0]))
-                moved = True
-                break
-        if not moved:
+    # Successive convex approximation at the chosen N (M re-chosen at every point); N searched
+    # again under the converged surrogates when they moved the bound
+    point, ev = sca(problem, constants, budgets, policy, choice.rounds, None,
+                    (choice.tau, choice.lam), ev.up)
+    best = Choice(choice.rounds, int(point.iterations[0]), float(point.tau[0]),
+                  float(point.lam[0]), float(point.bound[0]))
+    gain = choice.bound - best.bound
+    for _ in range(RESEARCHES):
+        if gain <= 1e-4 * best.bound:
             break
+        again = refine_rounds(ev, best.rounds, (best.tau, best.lam), step=best.rounds // 64)
+        if again is None or again[0].rounds == best.rounds:
+            break
+        again, again_ev = again
+        polished = sca(problem, constants, budgets, policy, again.rounds, None,
+                       (again.tau, again.lam), again_ev.up)
+        if polished is None or not polished[0].bound[0] < best.bound:
+            break
+        point, ev = polished
+        gain = best.bound - float(point.bound[0])
+        best = Choice(again.rounds, int(point.iterations[0]), float(point.tau[0]),
+                      float(point.lam[0]), float(point.bound[0]))
     if best.bound >= incumbent:
         return finalize(Evaluator(problem, constants, budgets, policy), None, scheme,
                         incumbent, start)

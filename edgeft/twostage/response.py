@@ -176,7 +176,7 @@ class Response:
 def _best_batch(dev: DeviceArrays, s, lam):
     """``B(s)``: ``(s^2/(3 lambda kappa'))^(1/4)`` clipped to ``[1, min(B_max, s/X)]``, and
     whether the clock bound binds (B = s/X below the other cap)."""
-    with np.errstate(divide="ignore", over="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # s < 0: infeasible
         b0 = np.sqrt(s / np.sqrt(3.0 * lam * dev.kappa_work))
     by_clock = s / dev.unit_time_s
     clock_caps = (b0 >= by_clock) & (by_clock <= dev.max_batch)

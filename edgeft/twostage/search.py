@@ -42,6 +42,7 @@ TABLE_PRICES = 16
 TABLE_HALF = (0.5, 2.0)  # about one table spacing in (log tau, log lambda)
 COARSE_TOL = 1e-3  # the zoom's tolerance while N is searched (log units)
 COARSE_SETTLE = 1e-9  # ... and the change of the bound that ends it early (relative)
+COARSE_SCA = 1  # SCA steps per N while N is searched (each must gain 1e-4 of the bound)
 
 
 class BudgetInfeasible(InfeasibleError):
@@ -82,9 +83,14 @@ def pretrain_only(ev: Evaluator, integer: bool = False) -> Point:
 
 def max_rounds(ev: Evaluator) -> int:
     """N_max (docs/twostage.md §5.5): the most rounds whose least delay and least energy fit
-    stage 2's budgets."""
+    stage 2's budgets. With the ergodic rate the bound is taken on the static rate at the mean
+    gain, which is above it (Jensen: ``E log2(1 + g X) <= log2(1 + g E X)``), so no round
+    count that fits is cut off by the surrogates' underestimate of the rate."""
     if not ev.policy.finetune or ev.problem.num_devices == 0:
         return 0
+    if ev.problem.channel == "mean":
+        ev = Evaluator(ev.problem.replace(channel="static"), ev.constants, ev.budgets,
+                       ev.policy, None, ev.device_batch)
     by_delay = int(np.floor(ev.stage2_delay / ev.least_round_s() * (1 + 1e-12)))
     if by_delay < 1 or not np.isfinite(ev.stage2_energy):
         return max(by_delay, 0)
@@ -164,6 +170,25 @@ def screen(ev: Evaluator, rounds: np.ndarray):
     return pt.bound[rows, best], tt[rows, best], ll[rows, best]
 
 
+def centred(ev: Evaluator, grid) -> Evaluator:
+    """With the ergodic rate: the evaluator with each device's rate surrogate centred at the
+    power it uses at the best screened point of the static rate at the mean gain (an upper
+    bound on the ergodic rate, §5.3), a better first centre than p_max when energy is tight
+    and the best powers are far below it."""
+    if ev.problem.channel != "mean" or ev.policy.max_clock_power:
+        return ev
+    upper = Evaluator(ev.problem.replace(channel="static"), ev.constants, ev.budgets,
+                      ev.policy, None, ev.device_batch)
+    values, taus, lams = screen(upper, grid)
+    if not np.any(np.isfinite(values)):
+        return ev
+    i = int(np.argmin(values))
+    r = upper.devices(taus[i:i + 1], lams[i:i + 1])
+    powers = np.minimum(upper.up.power(r.upload_s[0]), ev.problem.max_power_w)
+    return Evaluator(ev.problem, ev.constants, ev.budgets, ev.policy,
+                     response.surrogate_uplink(ev.problem, powers), ev.device_batch)
+
+
 def integer_minimum(fun, low: int, mid: int, high: int) -> int:
     """The integer in [low, high] minimising a unimodal ``fun``, given ``mid`` inside with
     ``fun(mid)`` at most ``fun(low)`` and ``fun(high)``: the vertex of the parabola through
@@ -197,55 +222,77 @@ def integer_minimum(fun, low: int, mid: int, high: int) -> int:
     return min(range(a, c + 1), key=f)
 
 
-def best_rounds(ev: Evaluator, incumbent: float = np.inf) -> Choice | None:
+def best_rounds(ev: Evaluator, incumbent: float = np.inf
+                ) -> tuple[Choice, Evaluator] | None:
     """The best design with N >= 1 (docs/twostage.md §5.5): screening and pruning give a first
     N; from it, steps of growing size bracket the minimum of the unimodal N -> bound, and an
-    integer search (parabolic and golden-section steps) finds it, each N solved by the zoom
-    with M chosen at every point. None when no N fits or none beats ``incumbent`` (the best
-    design without fine-tuning)."""
+    integer search (parabolic and golden-section steps) finds it (:func:`refine_rounds`).
+    Returns the choice and the evaluator (rate surrogates) it was found with; None when no N
+    fits or none beats ``incumbent`` (the best design without fine-tuning)."""
     n_max = max_rounds(ev)
     if n_max < 1:
         return None
     grid = rounds_grid(n_max)
+    ev = centred(ev, grid)
     values, taus, lams = screen(ev, grid)
     best_screened = min(float(np.min(values)), incumbent)
     grid_ok = lower_bound(ev, grid) < best_screened * (1 + 1e-9)  # pruning
     if not np.any(np.isfinite(values) & grid_ok):
         return None
     i = int(np.argmin(np.where(grid_ok, values, np.inf)))
-    first = int(grid[i])
-    starts = {first: (taus[i], lams[i])}
-    solved: dict[int, Point | None] = {}
+    return refine_rounds(ev, int(grid[i]), (taus[i], lams[i]), n_max, TABLE_HALF)
+
+
+
+def refine_rounds(ev: Evaluator, first: int, start, n_max: int | None = None,
+                  half=WARM_HALF, step: int | None = None) -> tuple[Choice, Evaluator] | None:
+    """The best N near ``first`` (docs/twostage.md §5.5): steps that double while the bound
+    falls bracket the minimum of the unimodal N -> bound, then parabolic and golden-section
+    steps find it; each N solved by the zoom (M chosen at every point) from the (tau, lambda)
+    of the nearest N solved (``start`` for ``first``), to :data:`COARSE_TOL`, with the rate
+    surrogates re-centred at the powers the nearest N solved chose (§5.3: the surrogates move
+    with the search, which matters when energy is tight and the best powers are far below
+    p_max). ``step``: the bracket's first step (default N/16). Returns the best N's choice and
+    its evaluator, or None when nothing fits."""
+    n_max = max_rounds(ev) if n_max is None else n_max
+    if n_max < 1:
+        return None
+    first = min(max(first, 1), n_max)
+    starts = {first: (start, ev)}
+    solved: dict[int, tuple[Point, Evaluator] | None] = {}
 
     def value(rounds: int) -> float:
         if rounds < 1 or rounds > n_max:
             return np.inf
-        if rounds in solved:
-            pt = solved[rounds]
-            return float(pt.bound[0]) if pt is not None else np.inf
-        near = min(starts, key=lambda k: abs(k - rounds))
-        half = TABLE_HALF if len(solved) == 0 else WARM_HALF
-        pt = solve_rounds(ev, rounds, None, _scaled_start(ev, starts[near], near, rounds),
-                          COARSE_TOL, half, COARSE_SETTLE)
-        solved[rounds] = pt
-        if pt is None or not np.isfinite(pt.bound[0]):
-            return np.inf
-        starts[rounds] = (pt.tau[0], pt.lam[0])
-        return float(pt.bound[0])
+        if rounds not in solved:
+            near = min(starts, key=lambda k: abs(k - rounds))
+            (tau_lam, near_ev) = starts[near]
+            width = half if len(solved) == 0 else WARM_HALF
+            pt = solve_rounds(near_ev, rounds, None,
+                              _scaled_start(ev, tau_lam, near, rounds), COARSE_TOL, width,
+                              COARSE_SETTLE)
+            ok = pt is not None and np.isfinite(pt.bound[0])
+            pt_ev = near_ev
+            solved[rounds] = (pt, pt_ev) if ok else None
+            if ok:  # the next N near this one starts from its point and its powers
+                starts[rounds] = ((pt.tau[0], pt.lam[0]), pt_ev.recentred(pt))
+        got = solved[rounds]
+        return float(got[0].bound[0]) if got is not None else np.inf
 
-    rounds = integer_minimum(value, *bracket(value, first, n_max))
-    pt = solved.get(rounds)
-    if pt is None or not np.isfinite(pt.bound[0]):
+    rounds = integer_minimum(value, *bracket(value, first, n_max, step))
+    got = solved.get(rounds)
+    if got is None:
         return None
+    pt, pt_ev = got
     return Choice(rounds, int(pt.iterations[0]), float(pt.tau[0]), float(pt.lam[0]),
-                  float(pt.bound[0]))
+                  float(pt.bound[0])), pt_ev
 
 
-def bracket(fun, start: int, most: int) -> tuple[int, int, int]:
+def bracket(fun, start: int, most: int, step: int | None = None) -> tuple[int, int, int]:
     """Integers (low, mid, high) on [1, most] with ``fun(mid)`` at most ``fun(low)`` and
-    ``fun(high)``, for a unimodal ``fun``: from ``start``, steps that double while the value
-    falls."""
-    step = max(1, start // 16)
+    ``fun(high)``, for a unimodal ``fun``: from ``start``, steps (first ``step``, default
+    start/16) that double while the value falls."""
+    step = max(1, start // 16 if step is None else step)
     here = fun(start)
     for direction in (1, -1):
         nxt = min(max(start + direction * step, 1), most)
