@@ -144,3 +144,13 @@ def test_constants_from_measurements():
     assert safer.smoothness == 4.0 and safer.pl_constant == 0.1 and safer.shift == 1.0
     with pytest.raises(InputError, match="point_differences"):
         estimate.smoothness([1.0], [0.0])
+
+
+@pytest.mark.parametrize("name", ["edgeft.twostage.bound", "edgeft.twostage.schemes",
+                                  "edgeft.twostage.design"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0, result
