@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from importlib import resources
 from os import PathLike
 
 import numpy as np
@@ -322,3 +323,64 @@ def generate_scenario(
             "profile": profile.source,
         },
     }
+
+
+PRESETS = ("default", "paper-fit")
+"""Named generator presets (``--preset`` of ``edgeft scenario``, ``reproduce``, ``finetune``):
+``default`` is :class:`GeneratorConfig` as documented above; ``paper-fit`` holds the path loss,
+compute-factor and memory ranges that ``edgeft calibrate`` fitted to the paper's latency figures
+(``edgeft/presets/paper-fit.json``, with the command, seeds and residuals that made it;
+docs/calibration.md). A preset file written by ``edgeft calibrate --out FILE`` is accepted too."""
+
+
+def read_preset(name: str) -> dict:
+    """The preset document of ``name`` (one of :data:`PRESETS`, or the path of a preset JSON
+    file): ``{"preset": ..., "generator": {GeneratorConfig fields}, "provenance": {...}}``, its
+    generator checked (:func:`preset_config` reads it)."""
+    if not isinstance(name, str) or not name:
+        raise InputError("preset", name, f"one of {', '.join(PRESETS)}, or a preset JSON file")
+    if name == "default":
+        fields = {k: list(v) if isinstance(v, tuple) else v
+                  for k, v in dataclasses.asdict(GeneratorConfig()).items()}
+        return {"preset": "default", "generator": fields,
+                "provenance": {"source": "edgeft.scenario.GeneratorConfig (documented defaults, "
+                               "not fitted)"}}
+    if name in PRESETS:
+        doc = read_json(str(resources.files("edgeft") / "presets" / f"{name}.json"),
+                        f"preset {name}")
+    elif name.endswith(".json") or "/" in name:
+        doc = read_json(name, f"preset {name}")
+    else:
+        raise InputError("preset", name, f"one of {', '.join(PRESETS)}, or a preset JSON file "
+                         "(written by edgeft calibrate --out FILE.json)")
+    _preset_generator(doc, name)
+    return doc
+
+
+def _preset_generator(doc, name: str) -> GeneratorConfig:
+    """The :class:`GeneratorConfig` of a preset document, each field checked and named as
+    ``preset NAME: generator.FIELD``."""
+    where = f"preset {name}"
+    if not isinstance(doc, dict) or not isinstance(doc.get("generator"), dict):
+        raise InputError(where, type(doc).__name__ if not isinstance(doc, dict) else
+                         "no generator object", "a preset: {\"generator\": {...}, ...}")
+    names = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    fields = {}
+    for key, value in doc["generator"].items():
+        if key not in names:
+            raise InputError(f"{where}: generator.{key}", value,
+                             f"a field of {', '.join(sorted(names))}")
+        if key.endswith("_range") or key.endswith("_range_bytes"):
+            if not isinstance(value, list) or len(value) != 2:
+                raise InputError(f"{where}: generator.{key}", value, "a list [low, high]")
+            value = tuple(value)
+        fields[key] = value
+    try:
+        return GeneratorConfig(**fields)
+    except InputError as err:
+        raise err.renamed(f"{where}: generator.{err.field}") from None
+
+
+def preset_config(name: str) -> GeneratorConfig:
+    """The generator settings of preset ``name`` (:func:`read_preset`)."""
+    return _preset_generator(read_preset(name), name)

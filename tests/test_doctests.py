@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ("edgeft.deft.crunch", "edgeft.deft.ordering", "edgeft.deft.bottleneck",
-           "edgeft.sim", "edgeft.sim.simulate")
+           "edgeft.sim", "edgeft.sim.simulate", "edgeft.sim.paper", "edgeft.sim.paper_figures")
 
 
 @pytest.mark.parametrize("name", MODULES)

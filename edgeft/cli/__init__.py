@@ -2,6 +2,7 @@
 
 - :mod:`edgeft.cli.scenario`: ``scenario`` (write a random scenario), ``schedule`` (one round);
 - :mod:`edgeft.cli.reproduce`: ``reproduce`` (the latency study and report);
+- :mod:`edgeft.cli.calibrate`: ``calibrate`` (fit the paper-silent parameters: a preset);
 - :mod:`edgeft.cli.profile`: ``profile`` (per-depth block costs, paper Fig. 4);
 - :mod:`edgeft.cli.finetune`: ``finetune`` (real LoRA rounds, Fig. 7), ``table`` (Table I);
 - :mod:`edgeft.cli.sft`: ``sft plan`` (one SFT manager decision), ``sft train`` (real split runs);
@@ -31,11 +32,11 @@ import warnings
 import numpy as np
 
 from edgeft import __version__
-from edgeft.cli import finetune, flower, profile, reproduce, scenario, sft, twostage
+from edgeft.cli import calibrate, finetune, flower, profile, reproduce, scenario, sft, twostage
 from edgeft.cli.common import Parser
 from edgeft.errors import EdgeftError, OutputError
 
-COMMAND_GROUPS = (scenario, reproduce, profile, finetune, sft, twostage, flower)
+COMMAND_GROUPS = (scenario, reproduce, calibrate, profile, finetune, sft, twostage, flower)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from edgeft.cli.common import HelpFormatter, comma_names, flag_names
+from edgeft.cli.scenario import PRESET_HELP
 from edgeft.deft.schemes import study_schemes
 from edgeft.train.config import FinetuneConfig
 from edgeft.train.tasks import task_spec
@@ -21,6 +22,7 @@ FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
          "eval_every": "--eval-every", "snr_db": "--snr-db", "seed": "--seed",
          "dirichlet_alpha": "--dirichlet-alpha", "train_limit": "--train-limit",
          "dev_limit": "--dev-limit", "profile": "--profile", "out": "--out",
+         "preset": "--preset",
          # in a settings mismatch: how the flag shows the stored value
          "lr_decay": ("--constant-lr", lambda v: not v if isinstance(v, bool) else v),
          "lora_targets": ("--lora-targets",
@@ -102,6 +104,8 @@ def add_parsers(sub) -> None:
                    "profile), or analytic:NAME (roberta-base, all-minilm-l6-v2) for that "
                    "architecture's analytic costs on the paper's workload (default: the trained "
                    "model's analytic costs; with --task all, analytic:roberta-base)")
+    p.add_argument("--preset", default="default", metavar="NAME|FILE", help=PRESET_HELP
+                   + " (of the simulated devices whose allocations are timed)")
     p.add_argument("--out", default="runs", metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_finetune)
@@ -143,7 +147,7 @@ def finetune_configs(args: argparse.Namespace) -> list[FinetuneConfig]:
             dirichlet_alpha=args.dirichlet_alpha, train_limit=args.train_limit,
             dev_limit=args.dev_limit, centralized=not args.no_centralized,
             profile=args.profile or (TABLE_COST_MODEL if every else None),
-            progress=not args.quiet, **plan))
+            progress=not args.quiet, preset=args.preset, **plan))
     return configs
 
 
@@ -171,10 +175,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     from edgeft.files import check_output_dir
 
     command = "edgeft " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
-    from edgeft.train.finetune import check_inputs
-
     with flag_names(FLAGS):
-        configs = finetune_configs(args)
+        configs = finetune_configs(args)  # the settings first: no torch needed to refuse them
+        from edgeft.train.finetune import check_inputs
+
         check_output_dir(args.out, "out")
         for cfg in configs:  # every task's inputs, before the first task runs
             check_inputs(cfg)

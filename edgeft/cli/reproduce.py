@@ -4,17 +4,20 @@ and with ``--glue-dir`` the fine-tuning study behind Fig. 7 and Table I."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
 
 from edgeft.cli.common import HelpFormatter, flag_names
+from edgeft.cli.scenario import PRESET_HELP
 from edgeft.errors import InputError
 
 FLAGS = {"rounds": "--rounds", "seed": "--seed", "seeds": "--seed", "num_devices": "--devices",
          "snr_db": "--snr-db", "availability": "--availability",
          "memory_spread": "--memory-spread", "scenario": "--scenario", "workers": "--workers",
-         "glue_dir": "--glue-dir", "out": "--out", "finetune_runs": "--finetune-runs"}
+         "glue_dir": "--glue-dir", "out": "--out", "finetune_runs": "--finetune-runs",
+         "preset": "--preset"}
 
 
 def add_parsers(sub) -> None:
@@ -55,6 +58,9 @@ def add_parsers(sub) -> None:
                    "(DEFT's study only)")
     p.add_argument("--availability", type=float, default=1.0, metavar="P",
                    help="probability that a device takes part in a round (DEFT's study only)")
+    p.add_argument("--preset", default="default", metavar="NAME|FILE",
+                   help=PRESET_HELP + " (of the generated population; the report shows the "
+                   "paper's figures under the defaults and paper-fit either way)")
     p.add_argument("--workers", type=int, metavar="W",
                    help="processes (default: min(2, CPU cores))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,7 +81,8 @@ def study_config(args: argparse.Namespace):
 
     fields = {"seed": args.seed, "num_devices": args.devices, "snr_db": args.snr_db,
               "availability": args.availability, "memory_spread": args.memory_spread,
-              "scenario": args.scenario}
+              "scenario": args.scenario,
+              "preset": None if args.preset == "default" else args.preset}
     if args.rounds is not None:
         fields["rounds"] = args.rounds
     return StudyConfig.quick(**fields) if args.quick else StudyConfig(**fields)
@@ -163,7 +170,7 @@ def _add_finetuning(args: argparse.Namespace, command: str) -> None:
 
         for cfg in table_configs(args.glue_dir, quick=args.quick, seed=args.seed,
                                  progress=not args.no_progress):
-            run_study(cfg, runs, command)
+            run_study(dataclasses.replace(cfg, preset=args.preset), runs, command)
     report = Path(args.out) / "report.md"
     write_text(report, report.read_text() + "\n" + finetune_section(runs, args.out))
     print(f"added the fine-tuning studies under {runs}/ to {report}")
@@ -186,4 +193,6 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--memory-spread", str(args.memory_spread)]
     if args.availability != 1.0:
         parts += ["--availability", str(args.availability)]
+    if args.preset != "default":
+        parts += ["--preset", args.preset]
     return " ".join(shlex.quote(p) for p in parts)

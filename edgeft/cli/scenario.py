@@ -11,7 +11,10 @@ from edgeft.scenario import POPULATIONS
 
 SCENARIO_FLAGS = {"num_devices": "--devices", "num_blocks": "--blocks", "seed": "--seed",
                   "snr_db": "--snr-db", "profile": "--profile", "out": "--out",
-                  "population": "--population"}
+                  "population": "--population", "preset": "--preset"}
+PRESET_HELP = ("generator preset: 'default' (the documented defaults), 'paper-fit' (path loss, "
+               "compute-factor and memory ranges fitted to the paper's latency figures by "
+               "edgeft calibrate; docs/calibration.md), or a preset JSON file it wrote")
 
 
 def add_parsers(sub) -> None:
@@ -31,9 +34,11 @@ def add_parsers(sub) -> None:
                    help="block cost profile JSON, e.g. from edgeft profile (default: the "
                    "analytic RoBERTa-base profile)")
     p.add_argument("--population", choices=POPULATIONS, default="default",
-                   help="device memory: 'default' U(0.4, 2.0) GB (sized for RoBERTa-base's 12 "
-                   "blocks), 'stretched' U(smallest need, 1.2 x largest need) of the blocks, so "
-                   "every block fits somewhere at any K (the benchmarks' population)")
+                   help="device memory: 'default' the --preset's range (the documented "
+                   "defaults: U(0.4, 2.0) GB, sized for RoBERTa-base's 12 blocks), "
+                   "'stretched' U(smallest need, 1.2 x largest need) of the blocks, so every "
+                   "block fits somewhere at any K (the benchmarks' population)")
+    p.add_argument("--preset", default="default", metavar="NAME|FILE", help=PRESET_HELP)
     p.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
     p.set_defaults(func=run_scenario)
 
@@ -56,7 +61,12 @@ def run_scenario(args) -> int:
     from edgeft.deft.problem import DeftProblem
     from edgeft.deft.schedule import memory_wall_message
     from edgeft.files import check_apart, check_output_file, json_text, write_text
-    from edgeft.scenario import default_profile, generate_scenario, population_config
+    from edgeft.scenario import (
+        default_profile,
+        generate_scenario,
+        population_config,
+        preset_config,
+    )
     from edgeft.system.profile import BlockCostProfile
 
     with flag_names(SCENARIO_FLAGS):
@@ -69,9 +79,11 @@ def run_scenario(args) -> int:
         else:
             blocks = 12 if args.blocks is None else args.blocks
             profile = default_profile(blocks)
-        config = population_config(args.population, profile)
+        config = population_config(args.population, profile, preset_config(args.preset))
         scenario = generate_scenario(args.devices, blocks, args.snr_db, args.seed, profile,
                                      config)
+    if args.preset != "default":
+        scenario["generator"]["preset"] = args.preset
     why = memory_wall_message(DeftProblem.from_scenario(scenario))
     if why:  # a valid file, but no scheme can schedule it: say so, and how to avoid it
         hint = "" if args.population == "stretched" else "; --population stretched draws " \

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from edgeft.files import write_text
+from edgeft.report.calibration import paper_columns
 from edgeft.report.figures import plot_latency, plot_memory_wall
 from edgeft.report.markdown import infeasible_points, write_report
 from edgeft.report.sft_figures import is_figure_file, reductions_markdown, write_sft_figures
@@ -89,8 +90,11 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
         section, files = sft_section(sft, out, progress, sft_notes)
         written += files
 
+    # The paper's figures under the documented defaults and the paper-fit preset.
+    paper = paper_columns(config, result.workers)
     elapsed = time.perf_counter() - start  # the whole run, the SFT study included
-    report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed)
+    report = write_report(out / "report.md", result, rows, command=command, elapsed_s=elapsed,
+                          paper=paper)
     if section:
         write_text(report, report.read_text() + section)
     written.append(report)

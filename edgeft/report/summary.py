@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from edgeft.report.paper import TABLE_I
+from edgeft.sim import paper as published
 from edgeft.sim.trace import INFEASIBLE, MEMORY_WALL, Trace
 
 CSV_FIELDS = (
@@ -102,8 +102,7 @@ def latency_ratio(trace: Trace, num: str, den: str, resamples: int = 2000,
 
 def paper_table1_range(num: str, den: str) -> tuple[float, float]:
     """Smallest and largest per-task ratio of Table I times, ``num / den``."""
-    r = np.array(TABLE_I[num]) / np.array(TABLE_I[den])
-    return float(r.min()), float(r.max())
+    return published.table_i_range(num, den)
 
 
 def _find(result, sweep: str, x: float):
@@ -125,13 +124,15 @@ def headline_ratios(result) -> list[dict]:
     at50 = f"N = 50, {op.snr_db:g} dB, B = {op.bandwidth_hz / 1e6:g} MHz"
     specs = [
         ("BA / comm-aware", "snr", 10.0, at10, "ba", "comm-aware",
-         f"≈ 0.60 (\"nearly 40% reduction\", Fig. 5); Table I: {lo1:.2f}–{hi1:.2f}"),
+         f"≈ {published.FIG5_BA_OVER_COMM_AWARE:.2f} (\"nearly 40% reduction\", Fig. 5); "
+         f"Table I: {lo1:.2f}–{hi1:.2f}"),
         ("JBBA / BA", "snr", 10.0, at10, "jbba", "ba",
          f"< 1 (\"further\" reduction, Fig. 5); Table I: {lo2:.2f}–{hi2:.2f}"),
         ("optimal / JBBA", "snr", 10.0, at10, "optimal", "jbba", "— (not in the paper)"),
         ("JBBA / comm-aware (benchmark)", "devices", 50.0, at50, "jbba", "comm-aware",
-         "0.40 (Fig. 8)"),
-        ("JBBA / BA", "devices", 50.0, at50, "jbba", "ba", "0.60 (Fig. 8)"),
+         f"{published.FIG8_JBBA_OVER_BENCHMARK:.2f} (Fig. 8)"),
+        ("JBBA / BA", "devices", 50.0, at50, "jbba", "ba",
+         f"{published.FIG8_JBBA_OVER_BA:.2f} (Fig. 8)"),
         ("optimal / JBBA", "devices", 50.0, at50, "optimal", "jbba", "— (not in the paper)"),
     ]
     rows = []

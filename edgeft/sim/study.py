@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from edgeft import checks
 from edgeft.deft.schemes import check_schemes, study_schemes
 from edgeft.errors import InputError
-from edgeft.scenario import GeneratorConfig, load_scenario
+from edgeft.scenario import GeneratorConfig, load_scenario, preset_config
 from edgeft.sim.batched import run_rounds_vectorised
 from edgeft.sim.draws import draw_rounds, round_conditions
 from edgeft.sim.system import SimSystem
@@ -38,6 +38,8 @@ class StudyConfig:
 
     ``None`` operating values mean: 20 devices, 10 dB and 100 MHz for a generated population
     (paper §VI-A3), the whole file, its own mean SNR and its own budget for a scenario file.
+    A generated population follows ``generator``, or the named ``preset``
+    (:func:`edgeft.scenario.preset_config`: ``paper-fit`` is the calibrated one).
     Every setting is checked here, once (:class:`edgeft.errors.InputError` naming the field).
     """
 
@@ -55,6 +57,7 @@ class StudyConfig:
     memory_spread: float = 0.0  # scenario files only: per-round memory m_n U(1 -/+ spread)
     scenario: str | None = None
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    preset: str | None = None  # a named generator preset (edgeft.scenario.PRESETS) or file
 
     def __post_init__(self):
         checks.integer("rounds", self.rounds, 2, 10_000_000)
@@ -80,6 +83,15 @@ class StudyConfig:
         if self.memory_spread and not self.scenario:
             raise InputError("memory_spread", self.memory_spread, "to be used with a scenario "
                              "file (generated memory is redrawn anyway)")
+        if self.preset is not None:
+            if self.scenario:
+                raise InputError("preset", self.preset, "no preset with a scenario file (its "
+                                 "devices are the population)")
+            generator = preset_config(self.preset)
+            if self.generator not in (GeneratorConfig(), generator):
+                raise InputError("preset", self.preset, "a preset or generator settings, not "
+                                 "both")
+            object.__setattr__(self, "generator", generator)
 
     @classmethod
     def quick(cls, **overrides) -> StudyConfig:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from edgeft import checks
 from edgeft.deft.schemes import check_schemes, study_schemes
 from edgeft.errors import InputError
+from edgeft.scenario import preset_config
 from edgeft.system.ranges import MAX_BATCH, MAX_DEVICES, MAX_SEQ_LEN, SNR_DB_RANGE
 from edgeft.train.tasks import task_spec
 
@@ -150,9 +151,14 @@ class FinetuneConfig:
     centralized: bool = True
     profile: str | None = None
     progress: bool = True
+    preset: str | None = None  # generator preset of the simulated devices (None: the defaults)
 
     def __post_init__(self):
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
+        if self.preset == "default":  # the documented defaults: as if no preset were named
+            object.__setattr__(self, "preset", None)
+        if self.preset is not None:
+            preset_config(self.preset)
         checks.integer("num_devices", self.num_devices, 1, MAX_DEVICES)
         checks.integer("rounds", self.rounds, 1, MAX_ROUNDS)
         checks.integer("seq_len", self.seq_len, MIN_SEQ_LEN, MAX_SEQ_LEN)
@@ -207,8 +213,17 @@ class FinetuneConfig:
         them): all but the schemes and the oracle (runs of their own, addable later), where the
         data and the cost model were read from (their content is fingerprinted instead) and the
         progress bar."""
-        return {k: v for k, v in self.to_json().items()
-                if k not in ("schemes", "centralized", "glue_dir", "profile")}
+        out = {k: v for k, v in self.to_json().items()
+               if k not in ("schemes", "centralized", "glue_dir", "profile", "preset")}
+        if self.preset is not None:  # its settings, not its name or path (studies made before
+            # presets existed have none, and still resume)
+            out["generator"] = {k: list(v) if isinstance(v, tuple) else v
+                                for k, v in dataclasses.asdict(self.generator()).items()}
+        return out
+
+    def generator(self):
+        """The simulated devices' generator settings (:func:`edgeft.scenario.preset_config`)."""
+        return preset_config(self.preset or "default")
 
 
 @dataclass(frozen=True)

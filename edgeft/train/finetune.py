@@ -108,7 +108,8 @@ def cost_profile(cfg: FinetuneConfig, blocks: LoraBlocks) -> BlockCostProfile:
 def allocation_trace(cfg: FinetuneConfig, profile: BlockCostProfile) -> Trace:
     """Every scheme's allocation of every round on common random numbers."""
     system = SimSystem.generated(num_devices=cfg.num_devices, num_blocks=profile.num_blocks,
-                                 snr_db=cfg.snr_db, seed=cfg.seed, profile=profile)
+                                 snr_db=cfg.snr_db, seed=cfg.seed, config=cfg.generator(),
+                                 profile=profile)
     return simulate(system, cfg.rounds, seed=cfg.seed + 1, schemes=cfg.schemes)
 
 
