@@ -27,11 +27,13 @@ from edgeft.twostage.bound import (
 
 positive = st.floats(1e-3, 1e3)
 constants = st.builds(
-    lambda ll, mu_frac, gap, vs, vd, z, sh, step_frac: BoundConstants(
+    lambda ll, mu_frac, gap, vs, vd, z, sh, step_frac, task_gap: BoundConstants(
         smoothness=ll, pl_constant=ll * mu_frac, initial_gap=gap, server_variance=vs,
-        device_variance=vd, heterogeneity=z, shift=sh, server_step=step_frac / ll),
+        device_variance=vd, heterogeneity=z, shift=sh, server_step=step_frac / ll,
+        task_initial_gap=task_gap),
     st.floats(0.01, 100), st.floats(1e-4, 1.0), st.floats(0, 100), st.floats(0, 100),
-    st.floats(0, 100), st.floats(0, 10), st.floats(0, 10), st.floats(0.01, 1.0))
+    st.floats(0, 100), st.floats(0, 10), st.floats(0, 10), st.floats(0.01, 1.0),
+    st.one_of(st.none(), st.floats(0, 100)))
 batches = st.lists(st.integers(1, 256), min_size=1, max_size=12)
 
 
@@ -75,6 +77,20 @@ def test_no_rounds_is_smoothness_times_the_task_gap():
         phi = float(pretrain_gap(c, m, bs))
         assert bound(c, m, 0, bs, [], 5) == pytest.approx(2 * c.smoothness * (phi + 2 * c.shift))
     assert float(pretrain_gap(c, 0, 0)) == c.initial_gap
+
+
+def test_a_known_task_gap_caps_the_start_without_pretraining():
+    """§3.1: with no pre-training F(w_0) - F* <= Delta_F directly, so the start gap is
+    min(Delta_G + 2 Lambda W, Delta_F); with pre-training only Phi_1 + 2 Lambda W holds."""
+    c = BoundConstants(shift=2.0, task_initial_gap=0.7)  # Delta_G + 2 Lambda W = 9
+    assert bound(c, 0, 0, 0, [], 5) == pytest.approx(2 * c.smoothness * 0.7)
+    assert bound(c, 0, 0, 0, [], 5) == bound(c.with_shift(5.0), 0, 0, 0, [], 5)
+    assert bound(c, 10, 0, 64, [], 5) == pytest.approx(
+        2 * c.smoothness * (float(pretrain_gap(c, 10, 64)) + 4.0))
+    loose = BoundConstants(shift=2.0)
+    assert bound(loose, 0, 20, 0, [16] * 4, 5) > bound(c, 0, 20, 0, [16] * 4, 5)
+    small = BoundConstants(shift=0.01, task_initial_gap=6.0)  # Delta_F above Delta_G + 2 LW
+    assert bound(small, 0, 0, 0, [], 5) == pytest.approx(2 * (5.0 + 0.02))
 
 
 def test_pretraining_reaches_the_noise_floor():

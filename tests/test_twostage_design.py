@@ -68,6 +68,8 @@ def recomputed_bound(c, d, k):
                                                                    * d.server_batch)
         phi = rho**d.iterations * c.initial_gap + (1 - rho**d.iterations) * floor
     gap = phi + 2 * c.shift
+    if not d.iterations and c.task_initial_gap is not None:  # F(w_0) - F* <= Delta_F directly
+        gap = min(gap, c.task_initial_gap)
     without = 2 * c.smoothness * gap
     if d.rounds == 0:
         return without
@@ -178,6 +180,27 @@ def test_the_search_equals_exhaustive_enumeration():
             if pt is not None:
                 best = min(best, float(pt.bound[0]))
     assert d.relaxed_bound == pytest.approx(best, rel=1e-5)
+
+
+@pytest.mark.parametrize("shift, pretrains", [(0.0, True), (3.0, False)])
+def test_a_known_task_gap_decides_whether_to_pretrain(shift, pretrains):
+    """With the task's own initial gap known (Delta_F = 3, below Delta_G = 5), a large shift
+    makes pre-training useless (its start gap Phi_1 + 2 Lambda W >= 6 > Delta_F) and the joint
+    design skips it; with no shift pre-training lowers the start gap and the design uses it.
+    Every design still satisfies every constraint and the recomputed bound."""
+    problem = small_problem(4, 2)
+    c = BoundConstants(shift=shift, task_initial_gap=3.0)
+    budgets = Budgets(2000.0, 300.0)
+    d = plan(problem, c, budgets)
+    validate(problem, c, budgets, d)
+    assert (d.iterations > 0) is pretrains
+    for name in benchmark_names():
+        try:
+            other = SCHEMES[name].plan(problem, c, budgets)
+        except BudgetInfeasible:
+            continue
+        validate(problem, c, budgets, other)
+        assert d.bound <= other.bound * (1 + 1e-9), name
 
 
 @pytest.mark.parametrize("scheme", list(SCHEMES))

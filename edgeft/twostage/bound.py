@@ -52,6 +52,7 @@ class BoundConstants:
     heterogeneity: float = 0.02  # zeta^2: (1/K) sum_k ||grad F_k - grad F||^2
     shift: float = 0.5  # Lambda W >= sup_w |F(w) - G(w)|, loss units
     server_step: float = 0.2  # eta_s, pre-training's SGD step (<= 1 / L)
+    task_initial_gap: float | None = None  # Delta_F = F(w_0) - F*, loss units (None: unknown)
 
     def __post_init__(self):
         checks.positive("smoothness", self.smoothness)
@@ -63,6 +64,8 @@ class BoundConstants:
                      "shift"):
             checks.non_negative(name, getattr(self, name))
         checks.positive("server_step", self.server_step)
+        if self.task_initial_gap is not None:
+            checks.non_negative("task_initial_gap", self.task_initial_gap)
         if self.server_step * self.smoothness > 1.0 + 1e-12:
             raise InputError("server_step", self.server_step,
                              f"a step of at most 1 / smoothness = {1 / self.smoothness:g}")
@@ -134,19 +137,36 @@ def load_constants(source) -> BoundConstants:
 
 def pretrain_gap(c: BoundConstants, iterations, batch):
     """``Phi_1 = rho^M Delta_G + (1 - rho^M) L eta_s sigma_s^2 / (2 mu B_s)``
-    (docs/twostage.md §3.2): the bound on ``G(w_M) - G*``; ``Delta_G`` at M = 0 (B_s unused)."""
+    (docs/twostage.md §3.2): the bound on ``G(w_M) - G*``; at M = 0 (B_s unused)
+    ``min(Delta_G, Delta_F - 2 Lambda W)`` when the task's own initial gap ``Delta_F`` is known
+    (§3.1: with no pre-training, ``F(w_0) - F* <= Delta_F`` holds directly, so the start gap
+    ``Phi_1 + 2 Lambda W`` is ``min(Delta_G + 2 Lambda W, Delta_F)``), else ``Delta_G``."""
     m = np.asarray(iterations, dtype=float)
     q = np.power(c.contraction, m)
     b = np.asarray(batch, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         floor = np.where(m > 0, c.pretrain_floor_numerator / np.where(m > 0, b, 1.0), 0.0)
-    return q * c.initial_gap + (1.0 - q) * floor
+    phi = q * c.initial_gap + (1.0 - q) * floor
+    if c.task_initial_gap is None:
+        return phi
+    at_start = min(c.initial_gap, c.task_initial_gap - 2.0 * c.shift)
+    return np.where(m > 0, phi, at_start)
 
 
 def start_gap(c: BoundConstants, iterations, batch):
     """``Phi_1 + 2 Lambda W``: the bound on the task gap ``F(w_M) - F*`` fine-tuning starts
-    from (docs/twostage.md §3.1)."""
-    return pretrain_gap(c, iterations, batch) + 2.0 * c.shift
+    from (docs/twostage.md §3.1; at M = 0 at most ``Delta_F`` when it is known)."""
+    return gap_after(c, iterations, pretrain_gap(c, iterations, batch))
+
+
+def gap_after(c: BoundConstants, iterations, phi):
+    """The start gap from ``phi`` = :func:`pretrain_gap` at ``iterations``: ``phi + 2 Lambda W``,
+    and exactly ``min(Delta_G + 2 Lambda W, Delta_F)`` at M = 0 when ``Delta_F`` is known."""
+    gap = np.asarray(phi, dtype=float) + 2.0 * c.shift
+    if c.task_initial_gap is None:
+        return gap
+    at_start = min(c.initial_gap + 2.0 * c.shift, c.task_initial_gap)
+    return np.where(np.asarray(iterations) > 0, gap, at_start)
 
 
 def step_coefficients(c: BoundConstants, gap, rounds, local_steps: int, num_devices: int,
@@ -229,10 +249,11 @@ def bound_terms(c: BoundConstants, iterations: int, rounds: int, server_batch,
     ``shift`` (2 Lambda W) and, with N >= 1, ``optimisation`` (A / eta), ``variance``
     (B eta), ``drift`` (C eta^2)."""
     phi = float(pretrain_gap(c, iterations, server_batch))
-    out = {"pretrain_gap": phi, "shift": 2.0 * c.shift}
+    gap = float(gap_after(c, iterations, phi))
+    out = {"pretrain_gap": phi, "shift": 2.0 * c.shift, "start_gap": gap}
     if rounds:
         batches = np.asarray(device_batches, dtype=float)
-        a, b, cc = step_coefficients(c, phi + 2 * c.shift, rounds, local_steps, batches.size,
+        a, b, cc = step_coefficients(c, gap, rounds, local_steps, batches.size,
                                      np.sum(1.0 / batches))
         out.update(optimisation=float(a / device_step), variance=float(b * device_step),
                    drift=float(cc * device_step**2))

@@ -31,6 +31,7 @@ from edgeft.twostage import response
 from edgeft.twostage.bound import (
     BoundConstants,
     finetune_bound,
+    gap_after,
     no_finetune_bound,
     optimal_step,
     step_coefficients,
@@ -177,7 +178,7 @@ class Evaluator:
         m, bs, phi = response.best_iterations(c, samples, p.server_max_batch,
                                               iterations=iterations,
                                               batch=self.policy.server_batch, integer=integer)
-        gap = phi + 2.0 * c.shift
+        gap = gap_after(c, m, phi)
         without = no_finetune_bound(c, gap)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             a, b, cc = step_coefficients(c, gap, n_rounds, p.local_steps, p.num_devices,

@@ -388,7 +388,7 @@ def best_iterations(c: BoundConstants, samples, max_batch: int, iterations=None,
     if batch is not None:
         b = float(batch)
         if iterations is None:
-            useful = c.initial_gap > c.pretrain_floor_numerator / b
+            useful = float(pretrain_gap(c, 0, b)) > c.pretrain_floor_numerator / b
             most = np.floor(n / b * (1 + 1e-12))
             m = np.where(useful, most, np.minimum(most, float(least)))
             m = np.where(m >= least, m, np.nan)

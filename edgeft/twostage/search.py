@@ -133,8 +133,9 @@ def lower_bound(ev: Evaluator, rounds) -> np.ndarray:
     gap at its floor ``min(Delta_G, c / B_s,max)`` (what unlimited pre-training reaches) and
     every device at its largest batch."""
     c, p = ev.constants, ev.problem
-    floor_gap = min(c.initial_gap, float(pretrain_gap(c, 10**9, p.server_max_batch))) \
-        if ev.policy.pretrain else c.initial_gap
+    at_start = float(pretrain_gap(c, 0, 1))
+    floor_gap = min(at_start, float(pretrain_gap(c, 10**9, p.server_max_batch))) \
+        if ev.policy.pretrain else at_start
     gap = floor_gap + 2 * c.shift
     batches = p.max_batch if ev.device_batch is None else ev.device_batch
     a, b, cc = step_coefficients(c, gap, np.asarray(rounds, dtype=float), p.local_steps,
