@@ -22,7 +22,7 @@ FLAGS = {"task": "--task", "glue_dir": "--glue-dir", "model": "--model",
          "eval_every": "--eval-every", "snr_db": "--snr-db", "seed": "--seed",
          "dirichlet_alpha": "--dirichlet-alpha", "train_limit": "--train-limit",
          "dev_limit": "--dev-limit", "profile": "--profile", "out": "--out",
-         "preset": "--preset",
+         "preset": "--preset", "seeds": "--seeds",
          # in a settings mismatch: how the flag shows the stored value
          "lr_decay": ("--constant-lr", lambda v: not v if isinstance(v, bool) else v),
          "lora_targets": ("--lora-targets",
@@ -92,6 +92,12 @@ def add_parsers(sub) -> None:
                    help="mean transmit SNR in dB of the simulated uplinks")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the devices, channels, shards, data order and head")
+    p.add_argument("--seeds", type=int, default=None, metavar="S",
+                   help="a seeds study: the same studies for seeds SEED, SEED+1, ..., "
+                   "SEED+S-1 (at least 2; 3 or more for Table I), task by task, each in "
+                   "OUT/seed-K/TASK; rerunning the same command continues it (edgeft table "
+                   "then gives each ratio's mean and 95%% interval) (default: one seed, in "
+                   "OUT/TASK)")
     p.add_argument("--dirichlet-alpha", type=float, default=None, metavar="A",
                    help="label-skewed shards with Dirichlet(A) class proportions (default: IID)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
@@ -116,7 +122,9 @@ def add_parsers(sub) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--runs", default="runs", metavar="DIR",
-                   help="the --out folder of edgeft finetune")
+                   help="the --out folder of edgeft finetune; of a seeds study (--seeds), the "
+                   "table over seeds: mean ratios with 95%% t-intervals, split into rounds to "
+                   "target and mean round latency, and a paired test of rounds to target")
     p.add_argument("--target", type=float, default=0.95, metavar="SHARE",
                    help="share of the centralized run's best dev metric, in (0, 1]")
     p.add_argument("--out", default=None, metavar="FILE",
@@ -151,6 +159,23 @@ def finetune_configs(args: argparse.Namespace) -> list[FinetuneConfig]:
     return configs
 
 
+def seed_list(args: argparse.Namespace) -> list[int] | None:
+    """The seeds of a seeds study (``--seeds S``: ``--seed`` and the S - 1 after it), or None
+    for a one-seed study."""
+    from edgeft import checks
+    from edgeft.errors import InputError
+    from edgeft.train.config import MAX_SEED
+    from edgeft.train.plan import MAX_SEEDS
+
+    if args.seeds is None:
+        return None
+    count = checks.integer("seeds", args.seeds, 2, MAX_SEEDS)
+    if args.seed + count - 1 > MAX_SEED:
+        raise InputError("seeds", count, f"at most {MAX_SEED - args.seed + 1} after --seed "
+                         f"{args.seed}")
+    return list(range(args.seed, args.seed + count))
+
+
 def run_study(cfg: FinetuneConfig, out: str | Path, command: str = "") -> dict:
     """One task's study (data, :func:`edgeft.train.finetune.run_finetune`), then its Fig. 7
     (drawn even when the study ends in a :class:`RunError`, from the summary it wrote)."""
@@ -177,11 +202,14 @@ def run_finetune(args: argparse.Namespace) -> int:
     command = "edgeft " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     with flag_names(FLAGS):
         configs = finetune_configs(args)  # the settings first: no torch needed to refuse them
+        seeds = seed_list(args)
         from edgeft.train.finetune import check_inputs
 
         check_output_dir(args.out, "out")
         for cfg in configs:  # every task's inputs, before the first task runs
             check_inputs(cfg)
+        if seeds is not None:
+            return run_seeds(configs, seeds, args.out, command)
         for cfg in configs:
             summary = run_study(cfg, args.out, command)
             metric = summary["metric"]
@@ -195,18 +223,54 @@ def run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_seeds(configs: list[FinetuneConfig], seeds: list[int], out: str, command: str) -> int:
+    """A seeds study: task by task, every seed's study in ``OUT/seed-K/TASK`` (a finished one
+    is only re-read from its checkpoints, a partial one resumes), so each task's row of the
+    table is complete as early as possible and an interrupted study continues where it was."""
+    import dataclasses
+
+    from edgeft.train.plan import seed_folder
+
+    total, done = len(configs) * len(seeds), 0
+    for cfg in configs:
+        for seed in seeds:
+            summary = run_study(dataclasses.replace(cfg, seed=seed), seed_folder(out, seed),
+                                command)
+            done += 1
+            bests = ", ".join(f"{name} {max(c['metric']) if c['metric'] else float('nan'):.4f}"
+                              for name, c in summary["curves"].items())
+            print(f"{summary['task']} seed {seed} ({done}/{total}): best dev "
+                  f"{summary['metric']}: {bests}", flush=True)
+    print(f"wrote {out}/seed-K/TASK/ for seeds {seeds[0]}..{seeds[-1]}; "
+          f"edgeft table --runs {out} gives the table over seeds")
+    return 0
+
+
 def run_table(args: argparse.Namespace) -> int:
     """Handler of ``edgeft table``."""
     from edgeft.errors import InputError
     from edgeft.files import check_apart, check_output_file, write_text
     from edgeft.report.studies import read_studies, why_no_studies
     from edgeft.report.table1 import table_markdown, time_table
+    from edgeft.report.table1_seeds import is_seeds_study, seeds_markdown, seeds_table
 
     with flag_names({"target_share": "--target", "runs": "--runs", "out": "--out"}):
         if args.out is not None:
             check_output_file(args.out, "out")
             check_apart({"out": args.out}, {"runs": [p for p in Path(args.runs).rglob("*")
                                                      if p.is_file()]})
+        if is_seeds_study(args.runs):  # edgeft finetune --seeds: OUT/seed-K/TASK
+            rows = seeds_table(args.runs, args.target)
+            if not rows:
+                raise InputError("runs", args.runs, "a seeds study with at least one finished "
+                                 "task study with a centralized run (OUT/seed-K/TASK/"
+                                 "summary.json: none yet; rerun the edgeft finetune --seeds "
+                                 "command to continue it)")
+            text = seeds_markdown(rows, args.target)
+            print(text)
+            if args.out is not None:
+                write_text(args.out, text + "\n")
+            return 0
         rows = time_table(args.runs, args.target)
         if not rows:
             studies = read_studies(args.runs)

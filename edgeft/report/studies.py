@@ -30,6 +30,12 @@ def _check(summary, path: Path, full: bool) -> dict:
         if not ok:
             raise InputError(f"{field}: curves.{name}", "a malformed curve",
                              "equal-length lists of modelled times and metrics")
+        updates = curve.get("updates")
+        if updates is not None and not (
+                isinstance(updates, list) and len(updates) == len(curve["metric"])
+                and all(_count(v) for v in updates)):
+            raise InputError(f"{field}: curves.{name}.updates", "a malformed list",
+                             "one count of executed rounds per evaluation")
         curve["metric"] = [float("nan") if v is None else v for v in curve["metric"]]
     for key in ("task", "metric"):
         if not isinstance(summary[key], str) or not summary[key].isprintable():
@@ -37,6 +43,15 @@ def _check(summary, path: Path, full: bool) -> dict:
     baseline = summary.get("constant_baseline")
     if baseline is not None and not _finite(baseline):
         raise InputError(f"{field}: constant_baseline", baseline, "a number or null")
+    dev = summary.get("dev_examples")
+    if dev is not None and not _count(dev):
+        raise InputError(f"{field}: dev_examples", dev, "a count of dev examples or null")
+    latencies = summary.get("round_latency_s")
+    if latencies is not None and not (isinstance(latencies, dict) and all(
+            isinstance(v, list) and all(t is None or (_finite(t) and t >= 0) for t in v)
+            for v in latencies.values())):
+        raise InputError(f"{field}: round_latency_s", "a malformed object",
+                         "per scheme, a list of round latencies in seconds (null: skipped)")
     for key, needs in (("config", CONFIG_KEYS), ("cost_model", COST_KEYS), ("runs", {})):
         if key not in summary and (key == "runs" or not full):
             continue
@@ -54,6 +69,10 @@ def _check(summary, path: Path, full: bool) -> dict:
         if not isinstance(lost, int) or isinstance(lost, bool):
             raise InputError(f"{field}: runs.{name}", run, "a run's record")
     return summary
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _finite(value) -> bool:

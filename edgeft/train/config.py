@@ -152,9 +152,16 @@ class FinetuneConfig:
     profile: str | None = None
     progress: bool = True
     preset: str | None = None  # generator preset of the simulated devices (None: the defaults)
+    # Train only the first scheme's allocations; every scheme's allocations are still decided
+    # and recorded, so the table times that one learning curve under each (IID shards only).
+    one_learning_run: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "schemes", check_schemes(self.schemes))
+        if self.one_learning_run and self.dirichlet_alpha is not None:
+            raise InputError("one_learning_run", True, "IID shards, i.e. no --dirichlet-alpha "
+                             "(under label skew which device feeds which block changes what is "
+                             "learned, so one curve cannot stand for every scheme)")
         if self.preset == "default":  # the documented defaults: as if no preset were named
             object.__setattr__(self, "preset", None)
         if self.preset is not None:
@@ -186,6 +193,11 @@ class FinetuneConfig:
         if self.profile == "":
             raise InputError("profile", self.profile, "a profile file or analytic:NAME")
 
+    def trained_schemes(self) -> tuple[str, ...]:
+        """The schemes whose allocations are executed on the real model: all of them, or (one
+        learning run) the first."""
+        return self.schemes[:1] if self.one_learning_run else self.schemes
+
     def loop_config(self) -> LoopConfig:
         """The identity of each of this study's runs."""
         return LoopConfig(
@@ -214,7 +226,8 @@ class FinetuneConfig:
         data and the cost model were read from (their content is fingerprinted instead) and the
         progress bar."""
         out = {k: v for k, v in self.to_json().items()
-               if k not in ("schemes", "centralized", "glue_dir", "profile", "preset")}
+               if k not in ("schemes", "centralized", "glue_dir", "profile", "preset",
+                            "one_learning_run")}
         if self.preset is not None:  # its settings, not its name or path (studies made before
             # presets existed have none, and still resume)
             out["generator"] = {k: list(v) if isinstance(v, tuple) else v

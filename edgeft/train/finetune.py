@@ -271,7 +271,7 @@ def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
     # Each scheme's rounds on the real model, then the centralized oracle.
     config, options = cfg.loop_config(), cfg.run_options()
     runs = {}
-    for scheme in cfg.schemes:
+    for scheme in cfg.trained_schemes():
         plans = round_plans(trace, scheme)
         executor = DeftExecutor(fresh_blocks(), train, shards, config, options, dev=dev,
                                 out_dir=task_dir / scheme)
@@ -293,12 +293,23 @@ def _study(cfg: FinetuneConfig, spec, task_dir: Path) -> dict:
         "config": cfg.to_json(),
         "cost_model": profile.to_json(),
         "constant_baseline": constant_baseline(spec.name, train_ex.labels, dev_ex.labels),
+        "dev_examples": len(dev_ex),
         "runs": runs,
         "curves": {p.name: read_curve(p, spec.metric)
                    for p in sorted(task_dir.iterdir()) if (p / TRACE_FILE).exists()},
+        "round_latency_s": round_latencies(trace),
     }
     write_text(task_dir / "summary.json", json_text(summary, indent=2))
     return summary
+
+
+def round_latencies(trace: Trace) -> dict[str, list]:
+    """Every scheme's modelled latency of every round (None: the round hit the memory wall and
+    was skipped), so a learning curve can be timed under any scheme's allocations."""
+    feasible = trace.feasible()
+    return {name: [float(t) if ok else None
+                   for t, ok in zip(trace.latency_s[s], feasible[s], strict=True)]
+            for s, name in enumerate(trace.schemes)}
 
 
 def trace_host_s(run_dir: Path) -> float:
@@ -308,11 +319,15 @@ def trace_host_s(run_dir: Path) -> float:
 
 
 def read_curve(run_dir: Path, metric: str) -> dict:
-    """(round, modelled time, metric) of a run's evaluated rounds, from its trace."""
-    rows = [r for r in read_trace(run_dir / TRACE_FILE) if "metric" in r]
+    """(round, updates, modelled time, metric) of a run's evaluated rounds, from its trace;
+    ``updates`` counts the rounds executed up to each (rounds lost to the memory wall are
+    numbered but not executed)."""
+    records = read_trace(run_dir / TRACE_FILE)
+    rows = [(i + 1, r) for i, r in enumerate(records) if "metric" in r]
     return {
-        "round": [int(r["round"]) for r in rows],
-        "modelled_time_s": [float(r.get("modelled_time_s", 0.0)) for r in rows],
+        "round": [int(r["round"]) for _, r in rows],
+        "updates": [i for i, _ in rows],
+        "modelled_time_s": [float(r.get("modelled_time_s", 0.0)) for _, r in rows],
         "metric": [float("nan") if r["metric"].get(metric) is None else
-                   float(r["metric"][metric]) for r in rows],
+                   float(r["metric"][metric]) for _, r in rows],
     }

@@ -13,6 +13,7 @@ LoRA rate (STS-B Pearson 0.06 -> 0.57 in 100 steps); CoLA also needs the class-b
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 from edgeft.deft.schemes import study_schemes
@@ -42,6 +43,17 @@ TABLE_PLAN = {
     "RTE": TaskPlan(64, 128, 4, "mean", 25.0),
     "STS-B": TaskPlan(100, 64, 10, "mean", 25.0),
 }
+
+
+#: A seeds study (``edgeft finetune --seeds S``): one ordinary study folder per seed,
+#: ``OUT/seed-<seed>/<task>/``, so each seed resumes from its own checkpoints.
+SEED_FOLDER = "seed-"
+MAX_SEEDS = 1000
+
+
+def seed_folder(out: str | Path, seed: int) -> Path:
+    """The folder of one seed's studies in a seeds study."""
+    return Path(out) / f"{SEED_FOLDER}{seed}"
 
 
 def table_configs(glue_dir: str | None, quick: bool = False, seed: int = 0,
