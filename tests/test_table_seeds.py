@@ -201,3 +201,22 @@ def test_a_seeds_study_resumes_to_identical_numbers(tmp_path, capsys, monkeypatc
         assert main(["table", "--runs", str(tmp_path / x)]) == 0
         tables.append(capsys.readouterr().out)
     assert tables[0] == tables[1] and "Seeds: 0, 1, 2" in tables[0]
+
+
+def test_a_failed_seed_stops_no_other_and_the_study_exits_4(tmp_path, capsys, monkeypatch):
+    from edgeft.cli import finetune, main
+    from edgeft.errors import RunError
+
+    ran = []
+
+    def fake_study(cfg, out, command=""):
+        ran.append((cfg.task, cfg.seed, Path(out).name))
+        if cfg.seed == 6:
+            raise RunError("SST-2: jbba diverged")
+        return {"task": cfg.task, "metric": "accuracy", "curves": {}}
+
+    monkeypatch.setattr(finetune, "run_study", fake_study)
+    assert main(["finetune", "--seed", "5", "--seeds", "3", "--out", str(tmp_path)]) == 4
+    assert ran == [("SST-2", 5, "seed-5"), ("SST-2", 6, "seed-6"), ("SST-2", 7, "seed-7")]
+    err = capsys.readouterr().err
+    assert "jbba diverged" in err and "1 of 3 studies failed (SST-2 seed 6)" in err

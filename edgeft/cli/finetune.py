@@ -228,14 +228,21 @@ def run_seeds(configs: list[FinetuneConfig], seeds: list[int], out: str, command
     is only re-read from its checkpoints, a partial one resumes), so each task's row of the
     table is complete as early as possible and an interrupted study continues where it was."""
     import dataclasses
+    import sys
 
+    from edgeft.errors import RunError
     from edgeft.train.plan import seed_folder
 
-    total, done = len(configs) * len(seeds), 0
+    total, done, failed = len(configs) * len(seeds), 0, []
     for cfg in configs:
         for seed in seeds:
-            summary = run_study(dataclasses.replace(cfg, seed=seed), seed_folder(out, seed),
-                                command)
+            try:
+                summary = run_study(dataclasses.replace(cfg, seed=seed), seed_folder(out, seed),
+                                    command)
+            except RunError as err:  # one seed's failure (a diverged run) stops no other seed
+                failed.append(f"{cfg.task} seed {seed}")
+                print(f"edgeft: warning: {err}", file=sys.stderr)
+                continue
             done += 1
             bests = ", ".join(f"{name} {max(c['metric']) if c['metric'] else float('nan'):.4f}"
                               for name, c in summary["curves"].items())
@@ -243,6 +250,9 @@ def run_seeds(configs: list[FinetuneConfig], seeds: list[int], out: str, command
                   f"{summary['metric']}: {bests}", flush=True)
     print(f"wrote {out}/seed-K/TASK/ for seeds {seeds[0]}..{seeds[-1]}; "
           f"edgeft table --runs {out} gives the table over seeds")
+    if failed:
+        raise RunError(f"{len(failed)} of {total} studies failed ({', '.join(failed)}); the "
+                       "warnings above say why")
     return 0
 
 
