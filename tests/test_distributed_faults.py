@@ -161,12 +161,18 @@ def test_a_round_that_cannot_be_completed_stops_the_run_keeping_its_checkpoint(t
     assert load_checkpoint(tmp_path / "checkpoint.pt")["round"] == 1
 
 
-def test_fedavg_leaves_a_failed_device_out_of_the_average(tmp_path):
+@pytest.mark.parametrize("kind, event", [("nan", "rejected"), ("raise", "error"),
+                                         ("hang", "timeout"), ("stale_round", "rejected")])
+def test_fedavg_leaves_a_failed_device_out_of_the_average(tmp_path, kind, event):
     s = settings(algorithm="fedavg", num_devices=3)
-    _, records, checkpoint, _ = serve(s, tmp_path, [Fault(1, "nan", round=2,
+    _, records, checkpoint, _ = serve(s, tmp_path, [Fault(1, kind, round=2,
                                                           message_type="train.fedavg")])
     assert records[1]["devices"] == [0, 2] and records[0]["devices"] == [0, 1, 2]
-    assert len(events(records, "rejected")) == 1
+    assert [(e["round"], e["device"]) for e in events(records, event)] == [(2, 1)]
+    if kind == "hang":  # its reply came a round late and was dropped, never averaged
+        late = events(records, "late_reply")
+        assert [(e["round"], e["reply_round"], e["device"]) for e in late] == [(3, 2, 1)]
+    assert checkpoint["updates"] == s.rounds
     assert_same(checkpoint["trainable"], replay(s, records))
 
 
