@@ -291,6 +291,36 @@ def test_edgeft_flower_local_names_a_bad_flag_before_starting_anything(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+def test_edgeft_flower_local_passes_paths_relative_to_where_it_was_run(tmp_path, monkeypatch):
+    """The SuperLink and the nodes run in OUT/federation: a relative glue-dir or out-dir given
+    with --set is made absolute first."""
+    from edgeft.cli import main
+    from edgeft.distributed import local
+
+    seen = {}
+
+    class Federation:
+        def __init__(self, root, **kw):
+            self.address, self.started_s = "127.0.0.1:1", 0.0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def run(self, config, **kw):
+            seen.update(config)
+            return local.RunOutcome(1, "", 0.0, None)  # as a run that wrote no summary
+
+    monkeypatch.setattr(local, "LocalFederation", Federation)
+    monkeypatch.chdir(tmp_path)
+    assert main(["flower", "local", "--out", "out", "--set", "glue-dir=data/glue",
+                 "--set", "out-dir=results"]) == 4
+    assert seen["glue-dir"] == str(tmp_path / "data" / "glue")
+    assert seen["out-dir"] == str(tmp_path / "results")
+
+
 def test_local_credentials_name_loopback_and_the_given_address(tmp_path):
     from cryptography import x509
 

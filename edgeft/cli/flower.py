@@ -81,6 +81,9 @@ def run_local(args: argparse.Namespace) -> int:
     checks.positive("--timeout", args.timeout)
     out = check_output_dir(args.out, "--out").resolve()
     config = parse_settings(args.settings or [])
+    for key in ("glue-dir", "out-dir"):  # the processes run in OUT/federation, not here
+        if isinstance(config.get(key), str) and config[key]:
+            config[key] = str(Path(config[key]).expanduser().resolve())
     config.setdefault("out-dir", str(out / "run"))
     config.setdefault("num-devices", args.nodes)
     import importlib.util
