@@ -115,10 +115,12 @@ def small_problem(k=4, seed=0, snr=30.0, **kwargs):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 6), st.integers(0, 10**6), st.floats(5.0, 40.0),
        st.floats(1.0, 5.0), st.floats(0.5, 3.5), st.sampled_from(["both", "devices", "server"]),
-       st.sampled_from(["mean", "static"]), st.sampled_from(list(SCHEMES)))
+       st.sampled_from(["mean", "static"]), st.sampled_from(list(SCHEMES)),
+       st.sampled_from([8, 512]))
 def test_every_design_satisfies_every_constraint(k, seed, snr, log_e, log_t, scope, channel,
-                                                 scheme):
-    problem = small_problem(k, seed, snr, energy_scope=scope, channel=channel)
+                                                 scheme, server_max_batch):
+    problem = small_problem(k, seed, snr, energy_scope=scope, channel=channel,
+                            server_max_batch=server_max_batch)
     budgets = Budgets(10.0**log_e, 10.0**log_t)
     constants = PRESETS["study"]
     try:

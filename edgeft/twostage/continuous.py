@@ -92,6 +92,9 @@ class Evaluator:
             self.stage1_energy, self.stage2_energy = self.energy_j, np.inf
         self.hint = None  # devices' upload times at the last best point (Newton's start)
         self._last_upload = None
+        # a fixed pre-training batch, capped like a device's (by the server's largest batch)
+        self.server_batch = None if policy.server_batch is None else \
+            min(policy.server_batch, problem.server_max_batch)
         self.device_batch = None  # fixed per-device batches (the policy's, or given)
         if policy.device_batch is not None:
             self.device_batch = np.minimum(policy.device_batch, problem.max_batch)
@@ -177,7 +180,7 @@ class Evaluator:
             samples = np.zeros_like(used_s)
         m, bs, phi = response.best_iterations(c, samples, p.server_max_batch,
                                               iterations=iterations,
-                                              batch=self.policy.server_batch, integer=integer)
+                                              batch=self.server_batch, integer=integer)
         gap = gap_after(c, m, phi)
         without = no_finetune_bound(c, gap)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

@@ -135,7 +135,7 @@ def finalize(ev: Evaluator, choice: Choice | None, scheme: str, relaxed: float,
         n = response.server_samples(p, np.array([t1]), np.array([e1]),
                                     ev.policy.max_clock_power)
         m, bs, phi = response.best_iterations(c, n, p.server_max_batch,
-                                              batch=ev.policy.server_batch, integer=True,
+                                              batch=ev.server_batch, integer=True,
                                               least=1 if rounds == 0 else 0)
         if np.isfinite(phi[0]) and m[0] > 0:
             iterations, server_batch = int(m[0]), int(bs[0])

@@ -72,7 +72,7 @@ def pretrain_only(ev: Evaluator, integer: bool = False) -> Point:
     e1 = ev.energy_j if ev.stage1_energy is None else ev.stage1_energy
     n = response.server_samples(p, np.array([t1]), np.array([e1]), ev.policy.max_clock_power)
     m, bs, phi = response.best_iterations(ev.constants, n, p.server_max_batch,
-                                          batch=ev.policy.server_batch, integer=integer,
+                                          batch=ev.server_batch, integer=integer,
                                           least=1)
     gap = phi + 2.0 * ev.constants.shift
     value = np.where(np.isfinite(phi), no_finetune_bound(ev.constants, gap), np.inf)
@@ -323,7 +323,7 @@ def infeasible(ev: Evaluator, scheme: str) -> BudgetInfeasible:
     if ev.policy.pretrain:
         t_cap = ev.stage1_delay if ev.stage1_delay is not None else ev.delay_s
         e_cap = ev.energy_j if ev.stage1_energy is None else ev.stage1_energy
-        b0 = ev.policy.server_batch or 1
+        b0 = ev.server_batch or 1
         least_t = b0 * p.server_cycles_per_sample / p.server_max_clock_hz
         if ev.policy.max_clock_power:
             least_e = p.server_kappa * b0 * p.server_cycles_per_sample * p.server_max_clock_hz**2
