@@ -96,12 +96,17 @@ def _set_vector(blocks: LoraBlocks, names: list[str], vector: torch.Tensor) -> N
 
 
 def smoothness(blocks: LoraBlocks, data: EncodedDataset, indices, batch_size: int, *,
-               radius: float = 1e-2, directions: int = 3, seed: int = 0) -> float:
-    """``L``: max over ``directions`` random unit directions of the gradient's change over a
-    step of ``radius``, divided by the radius (fixed examples, dropout off). The weights are
+               radius: float = 1e-2, directions: int = 3, power_steps: int = 0,
+               seed: int = 0) -> float:
+    """``L``: the largest ``||grad(w + r u) - grad(w)|| / r`` seen (fixed examples, dropout
+    off), from ``directions`` random unit directions ``u``, each followed by ``power_steps``
+    steps of the power method on these secants (``u <- (grad(w + r u) - grad(w))``, normalised:
+    a finite-difference Hessian-vector product, so ``u`` turns towards the Hessian's largest
+    eigenvector, where a random direction sees only its average curvature). The weights are
     restored afterwards."""
     checks.positive("radius", radius)
     checks.integer("directions", directions, 1)
+    checks.integer("power_steps", power_steps, 0)
     names, w0 = _params_vector(blocks)
     base = sample_gradient(blocks, data, indices, batch_size).grad
     gen = torch.Generator().manual_seed(seed)
@@ -109,10 +114,14 @@ def smoothness(blocks: LoraBlocks, data: EncodedDataset, indices, batch_size: in
     try:
         for _ in range(directions):
             u = torch.randn(w0.shape, generator=gen, dtype=torch.float64)
-            u /= u.norm()
-            _set_vector(blocks, names, w0 + radius * u)
-            moved = sample_gradient(blocks, data, indices, batch_size).grad
-            best = max(best, float((moved - base).norm()) / radius)
+            for _ in range(power_steps + 1):
+                u /= u.norm()
+                _set_vector(blocks, names, w0 + radius * u)
+                change = sample_gradient(blocks, data, indices, batch_size).grad - base
+                best = max(best, float(change.norm()) / radius)
+                if float(change.norm()) == 0.0:
+                    break
+                u = change
     finally:
         _set_vector(blocks, names, w0)
     return best

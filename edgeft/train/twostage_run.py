@@ -10,7 +10,7 @@ fine-tuning from the pre-trained weights, for a design decided outside (a
   round advances the clock by the design's round delay and adds its energy.
 - At the end: the task's dev metric and loss, and the squared norm of the task objective's
   gradient on the devices' data (:func:`edgeft.train.bound_constants.sample_gradient`), the
-  quantity the convergence bound bounds.
+  quantity the convergence bound bounds, and the task loss ``F(w)`` there.
 
 Each stage writes its own folder (trace, checkpoint), so an interrupted run resumes; ``M = 0``
 (fine-tuning only) and ``N = 0`` (pre-training only) skip a stage.
@@ -110,8 +110,8 @@ def run_two_stages(blocks: LoraBlocks, train: EncodedDataset, dev: EncodedDatase
     if not last or last.get("metric") is None:
         raise RunError(f"the two-stage run in {out_dir} evaluated nothing (no dev set?)")
     summary["metric"] = last["metric"]
-    summary["task_grad_sq"] = _task_grad_sq(blocks, train, shards, grad_examples,
-                                            config.batch_size, aggregation == "equal")
+    summary["task_loss"], summary["task_grad_sq"] = _task_objective(
+        blocks, train, shards, grad_examples, config.batch_size, aggregation == "equal")
     return summary
 
 
@@ -123,11 +123,11 @@ def _stage_summary(folder: Path) -> dict:
             "host_s": float(sum(r.get("host_s", 0.0) for r in records))}
 
 
-def _task_grad_sq(blocks: LoraBlocks, train: EncodedDataset, shards: list, examples: int,
-                  batch_size: int, equal: bool) -> float:
-    """``||grad F(w)||^2`` on the devices' data, ``F = sum_k p_k F_k`` with ``p_k = 1/K``
-    (``equal``) or shard shares: each shard's first examples in proportion to its size, at
-    least one micro-batch each."""
+def _task_objective(blocks: LoraBlocks, train: EncodedDataset, shards: list, examples: int,
+                    batch_size: int, equal: bool) -> tuple[float, float]:
+    """``F(w)`` and ``||grad F(w)||^2`` on the devices' data, ``F = sum_k p_k F_k`` with
+    ``p_k = 1/K`` (``equal``) or shard shares: each shard's first examples in proportion to its
+    size, at least one micro-batch each."""
     sizes = np.array([len(s) for s in shards], dtype=float)
     take = [min(len(s), max(batch_size, int(examples * n / sizes.sum()))) for s, n in
             zip(shards, sizes, strict=True)]
@@ -135,4 +135,5 @@ def _task_grad_sq(blocks: LoraBlocks, train: EncodedDataset, shards: list, examp
              for s, t in zip(shards, take, strict=True)]
     p = np.full(len(shards), 1.0 / len(shards)) if equal else sizes / sizes.sum()
     mean = sum(float(pk) * g.grad for pk, g in zip(p, grads, strict=True))
-    return float((mean ** 2).sum())
+    loss = sum(float(pk) * g.loss for pk, g in zip(p, grads, strict=True))
+    return float(loss), float((mean ** 2).sum())

@@ -1,0 +1,159 @@
+"""The two-stage study's real runs (docs/twostage.md §10; ``edgeft twostage train``'s
+``summary.json`` rows): the table, whether the bound ranks the runs as their measured task loss
+does (Spearman's rank correlation, SciPy), the pairs it orders the other way, and figures of
+bound and loss against each budget per scheme."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+from edgeft.twostage.schemes import SCHEMES
+
+
+def md_table(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+
+
+def distinct_runs(rows) -> list[dict]:
+    """One row per (shift, run): schemes (or budgets) that decided the same plan share a run,
+    its bound and its loss, and count once in the correlation."""
+    seen, out = set(), []
+    for r in rows:
+        if "task_loss" not in r or not math.isfinite(r["task_loss"]):
+            continue
+        key = (r["shift"], r["run"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def agreement(rows, loss: str = "task_loss") -> dict:
+    """Spearman's rank correlation between the bound and the measured ``loss`` over the
+    distinct runs (all shifts together, and per shift), and the discordant pairs: runs the
+    bound orders one way and the loss the other, largest loss difference first."""
+    from scipy.stats import spearmanr
+
+    runs = distinct_runs(rows)
+    out: dict = {"runs": len(runs), "spearman": math.nan, "p_value": math.nan, "per_shift": {},
+                 "discordant": []}
+    if len(runs) >= 3:
+        res = spearmanr([r["bound"] for r in runs], [r[loss] for r in runs])
+        out["spearman"], out["p_value"] = float(res.statistic), float(res.pvalue)
+    for shift in sorted({r["shift"] for r in runs}):
+        mine = [r for r in runs if r["shift"] == shift]
+        if len(mine) >= 3:
+            res = spearmanr([r["bound"] for r in mine], [r[loss] for r in mine])
+            out["per_shift"][shift] = {"runs": len(mine), "spearman": float(res.statistic)}
+    pairs = []
+    for a, b in itertools.combinations(runs, 2):
+        db, dl = a["bound"] - b["bound"], a[loss] - b[loss]
+        if db * dl < 0:
+            lower, higher = (a, b) if db < 0 else (b, a)
+            pairs.append({"lower_bound": _name(lower), "higher_bound": _name(higher),
+                          "bound": [lower["bound"], higher["bound"]],
+                          "loss": [lower[loss], higher[loss]],
+                          "loss_difference": abs(dl)})
+    out["discordant"] = sorted(pairs, key=lambda p: -p["loss_difference"])
+    out["pairs"] = len(runs) * (len(runs) - 1) // 2
+    return out
+
+
+def _name(r) -> str:
+    return f"{r['scheme']} at shift {r['shift']:g} (M {r['iterations']}, N {r['rounds']})"
+
+
+def runs_markdown(rows) -> str:
+    """The rows as a Markdown table: design, bound, modelled cost, measured outcome."""
+    head = ["shift", "E (J)", "T (s)", "scheme", "M x B_s", "N x mean B_k", "bound",
+            "delay (s)", "energy (J)", "task loss", "grad^2", "dev metric"]
+    body = []
+    for r in rows:
+        if "infeasible" in r:
+            body.append([f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}",
+                         r["scheme"], "infeasible: " + ", ".join(r["binding"]), *[""] * 7])
+            continue
+        bk = r["device_batches"]
+        metric = r.get("dev_metric") or {}
+        shown = next((f"{k} {v:.4f}" for k, v in metric.items() if k != "loss"), "-")
+        body.append([f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}", r["scheme"],
+                     f"{r['iterations']} x {r['server_batch']}",
+                     f"{r['rounds']} x {sum(bk) / len(bk):.1f}" if bk else "0",
+                     f"{r['bound']:.4g}", f"{r['modelled_delay_s']:.1f}",
+                     f"{r['modelled_energy_j']:.1f}", f"{r['task_loss']:.4f}",
+                     f"{r['task_grad_sq']:.4f}", shown])
+    return md_table(head, body)
+
+
+def agreement_markdown(agree: dict, limit: int = 8) -> str:
+    """The correlation and the largest discordant pairs, as text."""
+    if agree["runs"] < 3:
+        return "Fewer than three distinct runs: no rank correlation."
+    lines = [f"Spearman rank correlation of bound and measured task loss over "
+             f"{agree['runs']} distinct runs: **{agree['spearman']:.3f}** "
+             f"(p = {agree['p_value']:.3g}); per shift: "
+             + ", ".join(f"{s:g}: {v['spearman']:.3f} ({v['runs']} runs)"
+                         for s, v in agree["per_shift"].items()) + "."]
+    d = agree["discordant"]
+    lines.append(f"{len(d)} of {agree['pairs']} pairs ordered differently by bound and loss"
+                 + (f"; the {min(limit, len(d))} largest:" if d else "."))
+    for p in d[:limit]:
+        lines.append(f"- {p['lower_bound']} has the lower bound ({p['bound'][0]:.4g} < "
+                     f"{p['bound'][1]:.4g}) but the higher loss than {p['higher_bound']} "
+                     f"({p['loss'][0]:.4f} > {p['loss'][1]:.4f})")
+    return "\n".join(lines)
+
+
+def budget_figures(rows, out_dir, dpi: int = 120) -> list[Path]:
+    """``twostage_runs_vs_<budget>.png``: per scheme, bound (left) and measured task loss
+    (right) against the energy and against the delay budget, one line per shift (only budgets
+    along which the study varied)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if "task_loss" in r]
+    out, paths = Path(out_dir), []
+    for axis, label in (("energy_j", "energy budget (J)"), ("delay_s", "delay budget (s)")):
+        other = "delay_s" if axis == "energy_j" else "energy_j"
+        if len({r[axis] for r in rows}) < 2:
+            continue
+        fig = Figure(figsize=(9, 3.6))
+        ax_b, ax_l = fig.subplots(1, 2)
+        for (name, shift, fixed), style in _series(rows, axis, other):
+            pts = sorted((r[axis], r["bound"], r["task_loss"]) for r in rows
+                         if r["scheme"] == name and r["shift"] == shift and r[other] == fixed)
+            if len(pts) < 2:
+                continue
+            x = [p[0] for p in pts]
+            tag = f"{name}, s={shift:g}"
+            ax_b.plot(x, [p[1] for p in pts], label=tag, **style)
+            ax_l.plot(x, [p[2] for p in pts], label=tag, **style)
+        for ax, what in ((ax_b, "bound (squared gradient norm)"),
+                         (ax_l, "measured task loss")):
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(what)
+            ax.grid(alpha=0.3)
+        ax_l.legend(fontsize=6, loc="best")
+        fig.suptitle(f"two-stage runs against the {label}", fontsize=10)
+        fig.tight_layout()
+        path = out / f"twostage_runs_vs_{axis.split('_')[0]}.png"
+        fig.savefig(path, dpi=dpi)
+        paths.append(path)
+    return paths
+
+
+def _series(rows, axis: str, other: str):
+    styles = ["-", "--", ":"]
+    shifts = sorted({r["shift"] for r in rows})
+    for name in [n for n in SCHEMES if any(r["scheme"] == n for r in rows)]:
+        colour = SCHEMES[name].colour
+        for i, shift in enumerate(shifts):
+            for fixed in sorted({r[other] for r in rows}):
+                yield (name, shift, fixed), {"linestyle": styles[i % 3], "color": colour,
+                                             "marker": "o", "markersize": 3}

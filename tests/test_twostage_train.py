@@ -1,0 +1,158 @@
+"""The two-stage study on a real (tiny, random) model: constants measured per shift, every
+scheme's design run as the manager decided it, identical plans sharing one run, resume, the
+rank agreement of bound and loss, and the command line's errors (docs/twostage.md §10)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from edgeft.cli import main  # noqa: E402
+from edgeft.errors import InputError  # noqa: E402
+from edgeft.report.twostage_runs import agreement, distinct_runs, runs_markdown  # noqa: E402
+from edgeft.train.twostage_config import TwoStageTrainConfig  # noqa: E402
+from edgeft.train.twostage_study import plan_of, problem_of, run_study  # noqa: E402
+from edgeft.twostage.bound import bound  # noqa: E402
+from edgeft.twostage.schemes import SCHEMES  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+GLUE_DIR = Path(__file__).parents[1].parent / "shared/data/glue"
+
+
+def need_glue():
+    if not (GLUE_DIR / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE_DIR} (needs SST-2/train.tsv)")
+
+
+def tiny(**kw) -> TwoStageTrainConfig:
+    """A study small enough for CI: tiny random BERT, 16 tokens, a few hundred examples,
+    budgets that allow a few steps of each stage."""
+    base = dict(energy_j=2.0, delay_s=0.1, server_flops=1e13, glue_dir=str(GLUE_DIR),
+                model="random:tiny-bert", cost_model="all-minilm-l6-v2", seq_len=16,
+                train_limit=3000, shifts=(0.0, 1.0),
+                devices=2, server_size=160, task_size=160, local_steps=2,
+                server_batch_max=16, device_batch_max=8, probe_steps=3, measure_examples=32,
+                grad_examples=32, lr=1e-2)
+    base.update(kw)
+    return TwoStageTrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_the_study_runs_each_design_as_decided_and_resumes(tmp_path):
+    need_glue()
+    cfg = tiny()
+    summary = run_study(cfg, tmp_path, "test", progress=False, log=lambda *_: None)
+    rows = summary["rows"]
+    assert {r["scheme"] for r in rows} == set(SCHEMES)
+    assert {r["shift"] for r in rows} == {0.0, 1.0}
+    for shift in (0.0, 1.0):
+        saved = json.loads((tmp_path / f"shift-{shift:g}" / "constants.json").read_text())
+        c = saved["constants"]
+        assert c["smoothness"] > 0 and 0 < c["pl_constant"] <= c["smoothness"]
+        assert c["task_initial_gap"] > 0 and c["shift"] >= 0
+    problem = problem_of(cfg)
+    for r in rows:
+        if "infeasible" in r:
+            continue
+        # the run is the design: its steps and batches, within both budgets
+        assert r["modelled_delay_s"] <= cfg.delay_s * (1 + 1e-6)
+        assert r["iterations"] == 0 or r["server_batch"] <= cfg.server_batch_max
+        assert all(1 <= b <= cfg.device_batch_max for b in r["device_batches"])
+        folder = (tmp_path / f"shift-{r['shift']:g}" / "runs" / r["run"] if r["iterations"]
+                  else tmp_path / "finetune-only" / r["run"])
+        result = json.loads((folder / "result.json").read_text())
+        assert result["plan"]["pretrain_steps"] == r["iterations"]
+        assert result["plan"]["rounds"] == r["rounds"]
+        assert math.isfinite(r["task_loss"]) and r["task_loss"] > 0
+        stages = [s for s, n in (("pretrain", r["iterations"]), ("finetune", r["rounds"])) if n]
+        for stage in stages:
+            trace = (folder / stage / "trace.jsonl").read_text().splitlines()
+            assert len(trace) == (r["iterations"] if stage == "pretrain" else r["rounds"])
+        c = json.loads((tmp_path / f"shift-{r['shift']:g}" / "constants.json").read_text())
+        from edgeft.twostage.bound import BoundConstants
+        assert r["bound"] <= bound(BoundConstants(**c["constants"]), r["iterations"],
+                                   r["rounds"], r["server_batch"], r["device_batches"],
+                                   cfg.local_steps) * (1 + 1e-9)
+    # same plan, same run folder: the runs are fewer than the feasible rows when plans repeat
+    runs = {(r["shift"], r["run"]) for r in rows if "run" in r}
+    assert len(distinct_runs(rows)) == len(runs)
+    assert len(problem.device_ids) == cfg.devices
+
+    # resume: a second command trains nothing new and reports the same numbers
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("trace.jsonl")}
+    again = run_study(cfg, tmp_path, "test", progress=False, log=lambda *_: None)
+    assert again["rows"] == rows
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("trace.jsonl")} == before
+    assert "| shift |" in runs_markdown(rows)
+
+
+def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
+    rows = [{"shift": 0.0, "run": k, "scheme": k, "bound": b, "task_loss": loss,
+             "iterations": 0, "rounds": 1}
+            for k, b, loss in (("a", 1.0, 0.1), ("b", 2.0, 0.3), ("c", 3.0, 0.2),
+                               ("d", 4.0, 0.4))]
+    rows.append(dict(rows[0], scheme="a-again"))  # the same run under another scheme
+    agree = agreement(rows)
+    assert agree["runs"] == 4 and agree["pairs"] == 6
+    assert agree["spearman"] == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
+    assert len(agree["discordant"]) == 1
+    assert agree["discordant"][0]["lower_bound"].startswith("b ")
+
+
+def test_plan_of_maps_the_design_to_the_devices():
+    cfg = tiny()
+    problem = problem_of(cfg)
+    from edgeft.twostage.bound import PRESETS
+    from edgeft.twostage.problem import Budgets
+
+    d = SCHEMES["joint"].plan(problem, PRESETS["study"], Budgets(50.0, 60.0))
+    plan, order = plan_of(d, list(problem.device_ids))
+    assert plan.pretrain_steps == d.iterations and plan.rounds == d.rounds
+    assert order == list(range(len(problem.device_ids)))
+    assert plan.delay_s == pytest.approx(d.delay_s["total"], rel=1e-9)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("shifts", (0.0, 1.5)), ("shifts", ()), ("schemes", ("nope",)), ("devices", 0),
+    ("dirichlet_alpha", -1.0), ("energy_j", 0.0), ("delay_s", -1.0), ("lr", 0.0),
+    ("seq_len", 2), ("local_steps", 0), ("task", "NOPE")])
+def test_bad_settings_name_the_field(field, value):
+    with pytest.raises(InputError) as err:
+        tiny(**{field: value})
+    assert field.split("_")[0] in str(err.value)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--shifts", "0,2"], "--shifts"), (["--shifts", "a,b"], "--shifts"),
+    (["--schemes", "joint,nope"], "--schemes"), (["--devices", "0"], "--devices"),
+    (["--energy-j", "-1"], "--energy-j"), (["--lr", "0"], "--lr"),
+    (["--model", "random:tiny-bert"], "--cost-model")])
+def test_bad_flags_exit_2_naming_them(argv, needle, tmp_path, capsys):
+    base = ["twostage", "train", "--energy-j", "10", "--delay-s", "10", "--out",
+            str(tmp_path / "o"), "--glue-dir", str(GLUE_DIR)]
+    # a later flag overrides the base's
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_budgets_that_fit_nothing_exit_3_naming_the_binding_one(tmp_path, capsys):
+    need_glue()
+    argv = ["twostage", "train", "--energy-j", "100", "--delay-s", "1e-9", "--out",
+            str(tmp_path / "o"), "--glue-dir", str(GLUE_DIR), "--model", "random:tiny-bert",
+            "--cost-model", "all-minilm-l6-v2", "--seq-len", "16", "--train-limit", "3000",
+            "--server-size", "160", "--task-size", "160", "--devices", "2", "--shifts", "0",
+            "--probe-steps", "2", "--measure-examples", "32", "--quiet"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "delay budget" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was measured
