@@ -36,15 +36,27 @@ def test_quick_reproduce_writes_the_report(tmp_path, capsys):
     rows = (tmp_path / "sft_study.csv").read_text().splitlines()
     assert rows[0].startswith("model,sweep,x,") and len(rows) > 8
     assert (tmp_path / "sft_all-minilm-l6-v2_delay_per_sample_vs_snr.png").stat().st_size
-    assert "wrote 18 files" in capsys.readouterr().out
+    # The two-stage section: the budget grid's data, figures and wins table (4 files).
+    assert "## Two-stage edge learning: pre-training then federated fine-tuning" in report
+    assert "| pre-training only (N = 0) |" in report
+    assert (tmp_path / "twostage_grid.csv").read_text().startswith("energy_j,delay_s,scheme")
+    assert (tmp_path / "twostage_margin.png").stat().st_size
+    assert "wrote 22 files" in capsys.readouterr().out
 
 
 def test_no_sft_leaves_the_section_out(tmp_path, capsys):
     assert main(["reproduce", "--quick", "--no-sft", "--out", str(tmp_path), "--no-progress"]) \
         == 0
-    assert "wrote 9 files" in capsys.readouterr().out
+    assert "wrote 13 files" in capsys.readouterr().out
     assert "SFT" not in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "sft_study.csv").exists()
+    assert (tmp_path / "twostage_grid.csv").exists()
+    # --no-twostage: no section, and the earlier report's two-stage files go
+    assert main(["reproduce", "--quick", "--no-sft", "--no-twostage", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    assert "wrote 9 files" in capsys.readouterr().out
+    assert "Two-stage" not in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob("twostage_*"))
 
 
 def _seconds(pattern: str, text: str) -> float:

@@ -17,7 +17,7 @@ FLAGS = {"rounds": "--rounds", "seed": "--seed", "seeds": "--seed", "num_devices
          "snr_db": "--snr-db", "availability": "--availability",
          "memory_spread": "--memory-spread", "scenario": "--scenario", "workers": "--workers",
          "glue_dir": "--glue-dir", "out": "--out", "finetune_runs": "--finetune-runs",
-         "preset": "--preset"}
+         "preset": "--preset", "twostage_runs": "--twostage-runs"}
 
 
 def add_parsers(sub) -> None:
@@ -66,6 +66,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-sft", action="store_true",
                    help="skip the split fine-tuning delay study (its CSV, figures and section)")
+    p.add_argument("--no-twostage", action="store_true",
+                   help="skip the two-stage section (its budget grid, figures and real runs)")
+    p.add_argument("--twostage-runs", metavar="DIR",
+                   help="an `edgeft twostage train` folder whose real runs the two-stage "
+                   "section shows (default: OUT/twostage when it holds a study)")
     p.add_argument("--glue-dir", metavar="DIR",
                    help="also run the fine-tuning study (Fig. 7, Table I; about two hours, "
                    "resumable; a few minutes with --quick) on this GLUE directory")
@@ -141,9 +146,17 @@ def run_reproduce(args: argparse.Namespace) -> int:
         elif args.finetune_runs is not None and not read_studies(args.finetune_runs, True):
             raise InputError("finetune_runs", args.finetune_runs,
                              why_no_studies(args.finetune_runs))
+        runs = args.twostage_runs
+        if runs is not None and not (Path(runs) / "summary.json").is_file():
+            raise InputError("twostage_runs", runs, "an `edgeft twostage train` folder (with "
+                             "its summary.json)")
+        if runs is None and (Path(args.out) / "twostage" / "summary.json").is_file():
+            runs = str(Path(args.out) / "twostage")
         with folder_lock(args.out, "out", command):
             done = reproduce(config, args.out, workers=workers, progress=not args.no_progress,
-                             command=command, sft=sft, sft_notes=notes)
+                             command=command, sft=sft, sft_notes=notes,
+                             twostage=not args.no_twostage, twostage_runs=runs,
+                             quick=args.quick)
             print(f"wrote {len(done['files'])} files to {args.out}/ in {done['total_s']:.1f} s "
                   f"(simulation {done['simulate_s']:.1f} s); see {args.out}/report.md")
             if notes:

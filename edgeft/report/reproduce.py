@@ -12,6 +12,9 @@ from edgeft.report.figures import plot_latency, plot_memory_wall
 from edgeft.report.markdown import infeasible_points, write_report
 from edgeft.report.sft_figures import is_figure_file, reductions_markdown, write_sft_figures
 from edgeft.report.summary import sweep_rows, write_csv
+from edgeft.report.twostage_section import FIGURES as TWOSTAGE_FIGURES
+from edgeft.report.twostage_section import GRID_CSV as TWOSTAGE_CSV
+from edgeft.report.twostage_section import twostage_section
 from edgeft.sim.sft_study import (
     SftStudyConfig,
     dropped_points,
@@ -30,10 +33,13 @@ TITLES = {"snr": "Round latency vs transmit SNR (paper Fig. 5)",
 
 def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress: bool = True,
               command: str = "", sft: SftStudyConfig | None = None,
-              sft_notes: tuple[str, ...] | list[str] = ()) -> dict:
+              sft_notes: tuple[str, ...] | list[str] = (), twostage: bool = True,
+              twostage_runs=None, quick: bool = False) -> dict:
     """Run the DEFT latency study and write ``out_dir``, then (``sft`` given) the split
     fine-tuning delay study and its section (``sft_notes``: what the caller asked for that it
-    does not apply, said in the section); returns the written paths and timings."""
+    does not apply, said in the section), then (``twostage``) the two-stage budget grid and,
+    from ``twostage_runs`` (an ``edgeft twostage train`` folder), its real runs; returns the
+    written paths and timings."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -90,6 +96,17 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
         section, files = sft_section(sft, out, progress, sft_notes)
         written += files
 
+    # Two-stage edge learning: the budget grid (cost model) and any real runs.
+    for path in stale_twostage_files(out):
+        path.unlink()
+    if twostage:
+        if progress:
+            print("two-stage budget grid ...", file=sys.stderr)
+        text, files = twostage_section(out, quick=quick, seed=config.seed,
+                                       runs_dir=twostage_runs)
+        section += text
+        written += files
+
     # The paper's figures under the documented defaults and the paper-fit preset.
     paper = paper_columns(config, result.workers)
     elapsed = time.perf_counter() - start  # the whole run, the SFT study included
@@ -100,6 +117,12 @@ def reproduce(config: StudyConfig, out_dir, workers: int | None = None, progress
     written.append(report)
     return {"files": written, "simulate_s": result.wall_s, "total_s": elapsed,
             "infeasible_points": infeasible_points(result), "points": len(result.traces)}
+
+
+def stale_twostage_files(out: Path) -> list[Path]:
+    """The two-stage section's files in ``out`` (an earlier report's): no other."""
+    names = {TWOSTAGE_CSV, *TWOSTAGE_FIGURES}
+    return [p for p in out.iterdir() if p.is_file() and not p.is_symlink() and p.name in names]
 
 
 def stale_sft_files(out: Path) -> list[Path]:
