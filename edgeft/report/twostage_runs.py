@@ -88,6 +88,28 @@ def runs_markdown(rows) -> str:
     return md_table(head, body)
 
 
+def constants_markdown(study_dir) -> str:
+    """The constants each shift's runs were designed with (``shift-<s>/constants.json``), and
+    the losses at the probe point where the shift shows (docs/twostage.md §10.2)."""
+    from edgeft.files import read_json
+
+    head = ["shift", "L", "mu", "Delta_G", "Delta_F", "sigma_s^2", "sigma^2", "zeta^2",
+            "Lambda W", "G / F after the probe", "server's positive share"]
+    body = []
+    for path in sorted(Path(study_dir).glob("shift-*/constants.json"),
+                       key=lambda p: float(p.parent.name.split("-", 1)[1])):
+        saved = read_json(path, "constants")
+        c, probe = saved["constants"], saved["points"]["probe"]
+        share = saved.get("split", {}).get("server_positive_share", math.nan)
+        body.append([path.parent.name.split("-", 1)[1]]
+                    + [f"{c[k]:.4g}" for k in ("smoothness", "pl_constant", "initial_gap",
+                                               "task_initial_gap", "server_variance",
+                                               "device_variance", "heterogeneity", "shift")]
+                    + [f"{probe['general_loss']:.3f} / {probe['task_loss']:.3f}",
+                       f"{share:.2f}"])
+    return md_table(head, body)
+
+
 def agreement_markdown(agree: dict, limit: int = 8) -> str:
     """The correlation and the largest discordant pairs, as text."""
     if agree["runs"] < 3:

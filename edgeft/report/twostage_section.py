@@ -18,6 +18,7 @@ from edgeft.report.twostage_runs import (
     agreement,
     agreement_markdown,
     budget_figures,
+    constants_markdown,
     runs_markdown,
 )
 from edgeft.scenario import generate_scenario
@@ -84,6 +85,8 @@ def twostage_section(out: Path, quick: bool = False, seed: int = 0,
                   "devices' data; the bound from the constants measured at that shift; the "
                   "task loss measured on the devices' data after the run. Commands: "
                   + "; ".join(f"`{c}`" for c in summary.get("commands", [])) + ".", "",
+                  "The constants (measured per shift, docs/twostage.md §10.2):", "",
+                  constants_markdown(runs_dir), "",
                   runs_markdown(runs), "", agreement_markdown(agree), ""]
         lines += [f"![bound and loss against the {p.stem.split('_')[-1]} budget]({p.name})"
                   for p in figs]
