@@ -42,13 +42,34 @@ def test_the_section_shows_the_grid_and_the_real_runs(tmp_path):
     assert "| fine-tuning only (M = 0) |" in text  # the grid's wins per benchmark
     assert "infeasible: delay" in text
     # 4 distinct runs; the bound and the loss disagree on two pairs (j25 vs p50 and p vs j)
-    assert "over 4 distinct runs" in text and "`edgeft x`" in text
+    assert "over 4 distinct (design, shift) points from 4 trainings" in text
+    assert "`edgeft x`" in text
 
 
 def test_without_runs_the_section_says_how_to_add_them(tmp_path):
     text, files = twostage_section(tmp_path, quick=True)
     assert "Real runs: none" in text and "edgeft twostage train" in text
     assert not any("runs_vs" in p.name for p in files)
+
+
+def test_no_figure_without_two_budgets_along_an_axis(tmp_path):
+    """Budget pairs that differ in both budgets give no line along either axis: no figure
+    (an empty one would mislead)."""
+    from edgeft.report.twostage_runs import budget_figures
+
+    rows = [_row(0.0, "joint", 100.0, 25.0, 1.0, 0.5, "a"),
+            _row(0.0, "joint", 300.0, 50.0, 0.8, 0.4, "b")]
+    assert budget_figures(rows, tmp_path) == []
+    rows.append(_row(0.0, "joint", 300.0, 25.0, 0.9, 0.45, "c"))
+    assert [p.name for p in budget_figures(rows, tmp_path)] == [
+        "twostage_runs_vs_energy.png", "twostage_runs_vs_delay.png"]
+
+
+def test_no_twostage_with_its_runs_exits_2(tmp_path, capsys):
+    code = main(["reproduce", "--quick", "--no-sft", "--no-twostage", "--out",
+                 str(tmp_path / "r"), "--twostage-runs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--twostage-runs" in err and "--no-twostage" in err
 
 
 def test_a_folder_without_a_study_exits_2_naming_the_flag(tmp_path, capsys):

@@ -102,8 +102,9 @@ def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
     agree = agreement(rows)
     assert agree["runs"] == 4 and agree["pairs"] == 6
     assert agree["spearman"] == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
-    assert len(agree["discordant"]) == 1
+    assert len(agree["discordant"]) == 1 and agree["trainings"] == 4
     assert agree["discordant"][0]["lower_bound"].startswith("b ")
+    assert [r["schemes"] for r in distinct_runs(rows)][0] == ["a", "a-again"]
 
 
 def test_plan_of_maps_the_design_to_the_devices():
@@ -120,7 +121,8 @@ def test_plan_of_maps_the_design_to_the_devices():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("shifts", (0.0, 1.5)), ("shifts", ()), ("schemes", ("nope",)), ("devices", 0),
+    ("shifts", (0.0, 1.5)), ("shifts", ()), ("shifts", (0.1, 0.1000001)),
+    ("server_size", 16), ("task_size", 40), ("schemes", ("nope",)), ("devices", 0),
     ("dirichlet_alpha", -1.0), ("energy_j", 0.0), ("delay_s", -1.0), ("lr", 0.0),
     ("seq_len", 2), ("local_steps", 0), ("task", "NOPE")])
 def test_bad_settings_name_the_field(field, value):
@@ -133,7 +135,8 @@ def test_bad_settings_name_the_field(field, value):
     (["--shifts", "0,2"], "--shifts"), (["--shifts", "a,b"], "--shifts"),
     (["--schemes", "joint,nope"], "--schemes"), (["--devices", "0"], "--devices"),
     (["--energy-j", "-1"], "--energy-j"), (["--lr", "0"], "--lr"),
-    (["--model", "random:tiny-bert"], "--cost-model")])
+    (["--model", "random:tiny-bert"], "--cost-model"), (["--schemes", ","], "--schemes"),
+    (["--server-size", "1"], "--server-size")])
 def test_bad_flags_exit_2_naming_them(argv, needle, tmp_path, capsys):
     base = ["twostage", "train", "--energy-j", "10", "--delay-s", "10", "--out",
             str(tmp_path / "o"), "--glue-dir", str(GLUE_DIR)]
@@ -143,6 +146,37 @@ def test_bad_flags_exit_2_naming_them(argv, needle, tmp_path, capsys):
     assert needle in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2
     assert not (tmp_path / "o").exists()
+
+
+def test_a_refused_command_does_not_pin_the_folder(tmp_path, capsys):
+    """A first command refused for its data (here: a GLUE folder without the task) leaves no
+    settings behind, so the corrected command runs into the same --out."""
+    need_glue()
+    out = tmp_path / "o"
+    argv = ["twostage", "train", "--energy-j", "2", "--delay-s", "0.1", "--out", str(out),
+            "--model", "random:tiny-bert", "--cost-model", "all-minilm-l6-v2", "--quiet"]
+    assert main([*argv, "--glue-dir", str(tmp_path)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (out / "study.json").exists()
+
+
+def test_the_folder_identity_resolves_the_glue_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(GLUE_DIR.parent)
+    relative = tiny(glue_dir="glue").identity()
+    assert relative == tiny(glue_dir=str(GLUE_DIR.resolve())).identity()
+    monkeypatch.setenv("EDGEFT_GLUE_DIR", str(GLUE_DIR))
+    assert tiny(glue_dir=None).identity() == relative
+
+
+def test_plan_takes_the_constants_train_writes(tmp_path, capsys):
+    path = tmp_path / "constants.json"
+    c = {"smoothness": 1.05, "pl_constant": 0.011, "initial_gap": 0.69, "server_variance": 1.1,
+         "device_variance": 1.1, "heterogeneity": 0.49, "shift": 0.004, "server_step": 0.95,
+         "task_initial_gap": 0.7}
+    path.write_text(json.dumps({"constants": c, "points": {}}))
+    assert main(["twostage", "plan", "--energy-j", "1000", "--delay-s", "50", "--devices",
+                 "4", "--constants", str(path), "--no-benchmarks"]) == 0
+    assert "bound" in capsys.readouterr().out
 
 
 def test_budgets_that_fit_nothing_exit_3_naming_the_binding_one(tmp_path, capsys):

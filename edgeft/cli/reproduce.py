@@ -147,6 +147,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
             raise InputError("finetune_runs", args.finetune_runs,
                              why_no_studies(args.finetune_runs))
         runs = args.twostage_runs
+        if runs is not None and args.no_twostage:
+            raise InputError("twostage_runs", runs, "no --no-twostage (the section that would "
+                             "show these runs is skipped)")
         if runs is not None and not (Path(runs) / "summary.json").is_file():
             raise InputError("twostage_runs", runs, "an `edgeft twostage train` folder (with "
                              "its summary.json)")

@@ -118,7 +118,8 @@ def add_train_parser(cmds) -> None:
     p.add_argument("--cost-model", default=None, metavar="NAME|FILE",
                    help="architecture of the delay and energy model (default: the model's; "
                    "a known name or a config.json)")
-    p.add_argument("--seq-len", type=int, default=32, metavar="TOKENS")
+    p.add_argument("--seq-len", type=int, default=32, metavar="TOKENS",
+                   help="tokens per example (training and the cost model)")
     p.add_argument("--train-limit", type=int, default=0, metavar="N",
                    help="the first N training examples only (0: all)")
     p.add_argument("--shifts", default="0,0.5,1", metavar="S,S,...",
@@ -126,30 +127,40 @@ def add_train_parser(cmds) -> None:
                    "devices'; 1: short phrases with a skewed label prior)")
     p.add_argument("--schemes", default="", metavar="NAMES",
                    help="comma-separated schemes (default: every one)")
-    p.add_argument("--devices", type=int, default=4, metavar="K")
+    p.add_argument("--devices", type=int, default=4, metavar="K",
+                   help="devices of the generated scenario, one task shard each")
     p.add_argument("--dirichlet-alpha", type=float, default=0.5, metavar="ALPHA",
                    help="label skew among the devices (0: IID shards)")
     p.add_argument("--server-size", type=int, default=4000, metavar="N",
                    help="general examples at the server")
     p.add_argument("--task-size", type=int, default=2000, metavar="N",
                    help="task examples shared among the devices")
-    p.add_argument("--local-steps", type=int, default=5, metavar="E")
+    p.add_argument("--local-steps", type=int, default=5, metavar="E",
+                   help="FedAvg local steps per round")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (both stages)")
-    p.add_argument("--server-batch-max", type=int, default=64, metavar="B")
-    p.add_argument("--device-batch-max", type=int, default=32, metavar="B")
-    p.add_argument("--snr-db", type=float, default=30.0, metavar="DB")
+    p.add_argument("--server-batch-max", type=int, default=64, metavar="B",
+                   help="largest pre-training batch the design may choose")
+    p.add_argument("--device-batch-max", type=int, default=32, metavar="B",
+                   help="largest device batch (also capped by each device's memory)")
+    p.add_argument("--snr-db", type=float, default=30.0, metavar="DB",
+                   help="mean transmit SNR of the generated scenario")
     p.add_argument("--server-flops", type=float, default=None, metavar="FLOPS",
                    help="the edge server's FLOP/s in the cost model (default: the scenario's "
                    "1e14; 1e12 is an embedded edge box, under which pre-training a small "
                    "model competes with fine-tuning at budgets this machine can run)")
-    p.add_argument("--energy-scope", default="both", choices=ENERGY_SCOPES)
-    p.add_argument("--channel", default="mean", choices=CHANNELS)
+    p.add_argument("--energy-scope", default="both", choices=ENERGY_SCOPES,
+                   help="whose energy the budget counts")
+    p.add_argument("--channel", default="mean", choices=CHANNELS,
+                   help="mean: ergodic rates over Rayleigh fading; static: fixed gains")
     p.add_argument("--probe-steps", type=int, default=30, metavar="STEPS",
                    help="pre-training steps of the constants' probe")
-    p.add_argument("--measure-examples", type=int, default=128, metavar="N")
+    p.add_argument("--measure-examples", type=int, default=128, metavar="N",
+                   help="general examples of the constants' measurements (the devices' share "
+                   "it)")
     p.add_argument("--grad-examples", type=int, default=256, metavar="N",
                    help="examples of the final task loss and gradient")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the scenario, the data split, the shards and the model's head")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 
@@ -161,6 +172,16 @@ def _floats(field: str, text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise InputError(field, text, "comma-separated numbers, e.g. 0,0.5,1") from None
+
+
+def _names(field: str, text: str) -> tuple[str, ...]:
+    """Comma-separated names; none at all (``,``) is an error, an empty flag every scheme."""
+    from edgeft.errors import InputError
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if text.strip() and not names:
+        raise InputError(field, text, "comma-separated scheme names, e.g. joint,finetune-only")
+    return names
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -179,7 +200,7 @@ def run_train(args: argparse.Namespace) -> int:
             glue_dir=args.glue_dir, model=args.model, cost_model=args.cost_model,
             seq_len=args.seq_len, train_limit=args.train_limit,
             shifts=_floats("shifts", args.shifts),
-            schemes=tuple(n for n in args.schemes.split(",") if n.strip()),
+            schemes=_names("schemes", args.schemes),
             devices=args.devices,
             dirichlet_alpha=None if args.dirichlet_alpha == 0 else args.dirichlet_alpha,
             server_size=args.server_size, task_size=args.task_size,
@@ -195,8 +216,9 @@ def run_train(args: argparse.Namespace) -> int:
     agree = agreement(summary["rows"])
     if agree["runs"] >= 3:
         print(f"rank correlation of bound and measured task loss: Spearman "
-              f"{agree['spearman']:.3f} over {agree['runs']} distinct runs "
-              f"(p = {agree['p_value']:.3g})")
+              f"{agree['spearman']:.3f} over {agree['runs']} distinct (design, shift) points "
+              f"from {agree['trainings']} trainings (p = {agree['p_value']:.3g}; every row "
+              f"of {args.out}/summary.json)")
     print(f"wrote {args.out}/ (summary.json, constants per shift, runs)")
     return 0
 

@@ -20,15 +20,17 @@ def md_table(head: list[str], body: list[list[str]]) -> str:
 def distinct_runs(rows) -> list[dict]:
     """One row per (shift, run): schemes (or budgets) that decided the same plan share a run,
     its bound and its loss, and count once in the correlation."""
-    seen, out = set(), []
+    out: dict = {}
     for r in rows:
         if "task_loss" not in r or not math.isfinite(r["task_loss"]):
             continue
         key = (r["shift"], r["run"])
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+        if key in out:
+            if r["scheme"] not in out[key]["schemes"]:
+                out[key]["schemes"].append(r["scheme"])
+        else:
+            out[key] = {**r, "schemes": [r["scheme"]]}
+    return list(out.values())
 
 
 def agreement(rows, loss: str = "task_loss") -> dict:
@@ -38,8 +40,8 @@ def agreement(rows, loss: str = "task_loss") -> dict:
     from scipy.stats import spearmanr
 
     runs = distinct_runs(rows)
-    out: dict = {"runs": len(runs), "spearman": math.nan, "p_value": math.nan, "per_shift": {},
-                 "discordant": []}
+    out: dict = {"runs": len(runs), "trainings": len({r["run"] for r in runs}),
+                 "spearman": math.nan, "p_value": math.nan, "per_shift": {}, "discordant": []}
     if len(runs) >= 3:
         res = spearmanr([r["bound"] for r in runs], [r[loss] for r in runs])
         out["spearman"], out["p_value"] = float(res.statistic), float(res.pvalue)
@@ -63,13 +65,15 @@ def agreement(rows, loss: str = "task_loss") -> dict:
 
 
 def _name(r) -> str:
-    return f"{r['scheme']} at shift {r['shift']:g} (M {r['iterations']}, N {r['rounds']})"
+    return (f"{'/'.join(r.get('schemes', [r['scheme']]))} at shift {r['shift']:g} "
+            f"(M {r['iterations']}, N {r['rounds']})")
 
 
 def runs_markdown(rows) -> str:
     """The rows as a Markdown table: design, bound, modelled cost, measured outcome."""
-    head = ["shift", "E (J)", "T (s)", "scheme", "M x B_s", "N x mean B_k", "bound",
-            "delay (s)", "energy (J)", "task loss", "grad^2", "dev metric"]
+    head = ["shift", "budget E (J)", "budget T (s)", "scheme", "M x B_s", "N x mean B_k",
+            "bound", "modelled delay (s)", "modelled energy (J)", "task loss", "grad^2",
+            "dev metric"]
     body = []
     for r in rows:
         if "infeasible" in r:
@@ -80,10 +84,10 @@ def runs_markdown(rows) -> str:
         metric = r.get("dev_metric") or {}
         shown = next((f"{k} {v:.4f}" for k, v in metric.items() if k != "loss"), "-")
         body.append([f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}", r["scheme"],
-                     f"{r['iterations']} x {r['server_batch']}",
+                     f"{r['iterations']} x {r['server_batch']}" if r["iterations"] else "0",
                      f"{r['rounds']} x {sum(bk) / len(bk):.1f}" if bk else "0",
-                     f"{r['bound']:.4g}", f"{r['modelled_delay_s']:.1f}",
-                     f"{r['modelled_energy_j']:.1f}", f"{r['task_loss']:.4f}",
+                     f"{r['bound']:.4g}", f"{r['modelled_delay_s']:.4g}",
+                     f"{r['modelled_energy_j']:.4g}", f"{r['task_loss']:.4f}",
                      f"{r['task_grad_sq']:.4f}", shown])
     return md_table(head, body)
 
@@ -115,7 +119,9 @@ def agreement_markdown(agree: dict, limit: int = 8) -> str:
     if agree["runs"] < 3:
         return "Fewer than three distinct runs: no rank correlation."
     lines = [f"Spearman rank correlation of bound and measured task loss over "
-             f"{agree['runs']} distinct runs: **{agree['spearman']:.3f}** "
+             f"{agree['runs']} distinct (design, shift) points from "
+             f"{agree['trainings']} trainings (a run without pre-training serves every shift, "
+             f"so the p-value's independence is approximate): **{agree['spearman']:.3f}** "
              f"(p = {agree['p_value']:.3g}); per shift: "
              + ", ".join(f"{s:g}: {v['spearman']:.3f} ({v['runs']} runs)"
                          for s, v in agree["per_shift"].items()) + "."]
@@ -146,15 +152,19 @@ def budget_figures(rows, out_dir, dpi: int = 120) -> list[Path]:
             continue
         fig = Figure(figsize=(9, 3.6))
         ax_b, ax_l = fig.subplots(1, 2)
+        drawn = 0
         for (name, shift, fixed), style in _series(rows, axis, other):
             pts = sorted((r[axis], r["bound"], r["task_loss"]) for r in rows
                          if r["scheme"] == name and r["shift"] == shift and r[other] == fixed)
             if len(pts) < 2:
                 continue
+            drawn += 1
             x = [p[0] for p in pts]
-            tag = f"{name}, s={shift:g}"
+            tag = f"{name}, s={shift:g}, {other.split('_')[0]} {fixed:g}"
             ax_b.plot(x, [p[1] for p in pts], label=tag, **style)
             ax_l.plot(x, [p[2] for p in pts], label=tag, **style)
+        if not drawn:  # no scheme has two budgets along this axis at one value of the other
+            continue
         for ax, what in ((ax_b, "bound (squared gradient norm)"),
                          (ax_l, "measured task loss")):
             ax.set_xscale("log")

@@ -5,7 +5,9 @@ before anything loads."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgeft import checks
 from edgeft.errors import InputError
@@ -66,7 +68,7 @@ class TwoStageTrainConfig:
         checks.integer("train_limit", self.train_limit, 0)
         shifts = tuple(float(checks.in_range("shifts", s, 0.0, 1.0, "(0: none, 1: strongest)"))
                        for s in self.shifts)
-        if not shifts or len(set(shifts)) != len(shifts):
+        if not shifts or len({f"{s:g}" for s in shifts}) != len(shifts):
             raise InputError("shifts", ",".join(map(str, self.shifts)),
                              "distinct shift strengths in [0, 1]")
         object.__setattr__(self, "shifts", shifts)
@@ -76,8 +78,9 @@ class TwoStageTrainConfig:
         checks.integer("devices", self.devices, 1, MAX_DEVICES)
         if self.dirichlet_alpha is not None:
             checks.in_range("dirichlet_alpha", self.dirichlet_alpha, 1e-3, 1e6)
-        checks.integer("server_size", self.server_size, 1)
-        checks.integer("task_size", self.task_size, self.devices)
+        # two micro-batches of 16 at least: the constants' variances (docs/twostage.md §10.2)
+        checks.integer("server_size", self.server_size, 32)
+        checks.integer("task_size", self.task_size, 32 * self.devices)
         checks.integer("local_steps", self.local_steps, 1, 10_000)
         checks.in_range("lr", self.lr, 1e-12, 10.0, "(a learning rate)")
         checks.integer("server_batch_max", self.server_batch_max, 1, 100_000)
@@ -98,4 +101,6 @@ class TwoStageTrainConfig:
         out = dataclasses.asdict(self)
         for name in ("energy_j", "delay_s", "shifts", "schemes"):
             del out[name]
+        glue = self.glue_dir or os.environ.get("EDGEFT_GLUE_DIR")
+        out["glue_dir"] = str(Path(glue).expanduser().resolve()) if glue else None
         return out

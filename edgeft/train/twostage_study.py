@@ -256,8 +256,10 @@ def run_study(cfg: TwoStageTrainConfig, out, command: str = "", progress: bool =
     # Whether anything fits depends on the costs only: said before any measuring.
     _feasible(designs(problem, PRESETS["study"], budgets, cfg.schemes))
     with folder_lock(out, command=command):
+        study = Study(cfg, out, progress)  # data read and every split made before the
+        for shift in cfg.shifts:           # folder is pinned to these settings
+            study.split(shift)
         check_study(out, cfg)
-        study = Study(cfg, out, progress)
         rows = []
         for shift in cfg.shifts:
             constants, _ = study.constants(shift)
@@ -271,9 +273,11 @@ def run_study(cfg: TwoStageTrainConfig, out, command: str = "", progress: bool =
                     log(f"shift {shift:g} {name}: infeasible ({', '.join(design.binding)})")
                     continue
                 plan, order = plan_of(design, study.device_ids)
-                log(f"shift {shift:g} {name}: M {plan.pretrain_steps} x B_s "
-                    f"{plan.server_batch}, N {plan.rounds} x E {plan.local_steps}, B_k "
-                    f"{list(plan.device_batches)}, bound {design.bound:.4g}")
+                pre = (f"M {plan.pretrain_steps} x B_s {plan.server_batch}"
+                       if plan.pretrain_steps else "M 0")
+                fine = (f"N {plan.rounds} x E {plan.local_steps}, B_k "
+                        f"{list(plan.device_batches)}" if plan.rounds else "N 0")
+                log(f"shift {shift:g} {name}: {pre}, {fine}, bound {design.bound:.4g}")
                 result = study.run(shift, plan, order)
                 rows.append({**row, "bound": design.bound, "terms": dict(design.terms),
                              "iterations": plan.pretrain_steps,

@@ -118,6 +118,8 @@ def load_constants(source) -> BoundConstants:
                              + " or the path of a JSON file of BoundConstants fields")
         where = f"constants {source}:"
         source = read_json(source, "constants")
+        if isinstance(source, dict) and isinstance(source.get("constants"), dict):
+            source = source["constants"]  # edgeft twostage train's constants.json
     if not isinstance(source, dict):
         raise InputError("constants", type(source).__name__, "an object of BoundConstants "
                          "fields")
@@ -131,7 +133,8 @@ def load_constants(source) -> BoundConstants:
     except InputError as err:
         raise err.renamed(f"{where} {err.field}") from None
     except TypeError as err:  # a field that is not a number
-        raise InputError("constants", source, "numbers for the BoundConstants fields") \
+        raise InputError("constants", where.rstrip(":").removeprefix("constants ") or "object",
+                         "numbers for the BoundConstants fields") \
             from err
 
 
