@@ -346,7 +346,8 @@ def test_reproduce_with_no_feasible_round_writes_everything_and_says_so(tmp_path
     code, out, err = run(capsys, ["reproduce", "--quick", "--no-progress", "--rounds", "6",
                                   "--availability", "0.3", "--out", tmp_path])
     assert code == 0 and "infeasible for all" in err
-    deft = [p for p in tmp_path.iterdir() if not p.name.startswith("sft_")]  # DEFT's study
+    deft = [p for p in tmp_path.iterdir()  # DEFT's study (not SFT's or the two-stage one's)
+            if not p.name.startswith(("sft_", "twostage_"))]
     assert len([p for p in deft if p.suffix == ".png"]) == 4
     assert len([p for p in deft if p.suffix == ".csv"]) == 4
     assert "**Infeasible for all**" in (tmp_path / "report.md").read_text()
