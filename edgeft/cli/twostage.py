@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgeft.cli.common import HelpFormatter, flag_names, number
+from edgeft.cli.common import HelpFormatter, comma_names, flag_names, number
 
 PLAN_FLAGS = {"energy_j": "--energy-j", "delay_s": "--delay-s", "scenario": "SCENARIO",
               "num_devices": "--devices", "snr_db": "--snr-db", "seed": "--seed",
@@ -178,7 +178,7 @@ def _names(field: str, text: str) -> tuple[str, ...]:
     """Comma-separated names; none at all (``,``) is an error, an empty flag every scheme."""
     from edgeft.errors import InputError
 
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    names = comma_names(text)
     if text.strip() and not names:
         raise InputError(field, text, "comma-separated scheme names, e.g. joint,finetune-only")
     return names

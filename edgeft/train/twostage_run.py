@@ -110,7 +110,7 @@ def run_two_stages(blocks: LoraBlocks, train: EncodedDataset, dev: EncodedDatase
     if not last or last.get("metric") is None:
         raise RunError(f"the two-stage run in {out_dir} evaluated nothing (no dev set?)")
     summary["metric"] = last["metric"]
-    summary["task_loss"], summary["task_grad_sq"] = _task_objective(
+    summary["task_loss"], summary["task_grad_sq"] = task_objective(
         blocks, train, shards, grad_examples, config.batch_size, aggregation == "equal")
     return summary
 
@@ -123,7 +123,7 @@ def _stage_summary(folder: Path) -> dict:
             "host_s": float(sum(r.get("host_s", 0.0) for r in records))}
 
 
-def _task_objective(blocks: LoraBlocks, train: EncodedDataset, shards: list, examples: int,
+def task_objective(blocks: LoraBlocks, train: EncodedDataset, shards: list, examples: int,
                     batch_size: int, equal: bool) -> tuple[float, float]:
     """``F(w)`` and ``||grad F(w)||^2`` on the devices' data, ``F = sum_k p_k F_k`` with
     ``p_k = 1/K`` (``equal``) or shard shares: each shard's first examples in proportion to its

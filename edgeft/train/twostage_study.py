@@ -29,7 +29,7 @@ import numpy as np
 from edgeft.errors import InputError, RunError, SettingsMismatch
 from edgeft.files import folder_lock, json_text, read_json, write_text
 from edgeft.scenario import generate_scenario
-from edgeft.train.bound_constants import measure_shift, sample_gradient, smoothness
+from edgeft.train.bound_constants import measure_shift, smoothness
 from edgeft.train.centralized import CentralizedTrainer, StepPlan
 from edgeft.train.config import LoopConfig, RunOptions
 from edgeft.train.data import shard_indices
@@ -37,7 +37,7 @@ from edgeft.train.finetune import task_data
 from edgeft.train.models import add_lora, load_classifier
 from edgeft.train.shift import shifted_split
 from edgeft.train.twostage_config import TwoStageTrainConfig
-from edgeft.train.twostage_run import TwoStagePlan, run_two_stages
+from edgeft.train.twostage_run import TwoStagePlan, run_two_stages, task_objective
 from edgeft.twostage.bound import PRESETS, BoundConstants
 from edgeft.twostage.problem import Budgets, TwoStageProblem
 from edgeft.twostage.schemes import SCHEMES
@@ -174,7 +174,7 @@ class Study:
                                  grad_examples=self.cfg.grad_examples)
         if not every:  # the task objective is every device's, trained or not
             summary["task_loss"], summary["task_grad_sq"] = task_objective(
-                blocks, self.train, shards, self.cfg.grad_examples)
+                blocks, self.train, shards, self.cfg.grad_examples, BATCH, True)
         result = {**summary, "dev_metric": summary["metric"], "plan": dataclasses.asdict(plan),
                   "devices": [self.device_ids[i] for i in order] if plan.rounds else []}
         write_text(done, json_text(result, indent=2))
@@ -218,16 +218,6 @@ def measure_constants(blocks, train, server, shards, loop: LoopConfig,
     return {"constants": constants.as_dict(), "points": values,
             "smoothness": {"general": l_general, "task": l_task},
             "probe_steps": cfg.probe_steps, "measure_examples": n}
-
-
-def task_objective(blocks, train, shards, examples: int) -> tuple[float, float]:
-    """``F(w)`` and ``||grad F(w)||^2`` of the task objective ``F = (1/K) sum_k F_k`` over all
-    the study's devices (each device's first ``examples / K`` examples, at least a batch)."""
-    per = max(BATCH, examples // len(shards))
-    grads = [sample_gradient(blocks, train, np.asarray(s)[:per], min(BATCH, len(s)))
-             for s in shards]
-    mean = sum(g.grad for g in grads) / len(grads)
-    return float(np.mean([g.loss for g in grads])), float((mean ** 2).sum())
 
 
 def check_study(out: Path, cfg: TwoStageTrainConfig) -> None:
