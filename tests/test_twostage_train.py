@@ -190,3 +190,17 @@ def test_budgets_that_fit_nothing_exit_3_naming_the_binding_one(tmp_path, capsys
     err = capsys.readouterr().err
     assert "delay budget" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # refused before anything was measured
+
+
+def test_another_studys_folder_is_named_before_infeasible_budgets(tmp_path, capsys):
+    """A folder pinned to other settings is refused (exit 2, the differing setting named) even
+    when the new command's budgets fit nothing, which would otherwise exit 3 first."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"settings": {**tiny().identity(), "seed": 7}}))
+    argv = ["twostage", "train", "--energy-j", "100", "--delay-s", "1e-9", "--out", str(out),
+            "--glue-dir", str(GLUE_DIR), "--model", "random:tiny-bert", "--cost-model",
+            "all-minilm-l6-v2", "--seq-len", "16", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "seed" in err and "Traceback" not in err

@@ -150,7 +150,7 @@ def budget_figures(rows, out_dir, dpi: int = 120) -> list[Path]:
         other = "delay_s" if axis == "energy_j" else "energy_j"
         if len({r[axis] for r in rows}) < 2:
             continue
-        fig = Figure(figsize=(9, 3.6))
+        fig = Figure(figsize=(11, 3.6))
         ax_b, ax_l = fig.subplots(1, 2)
         drawn = 0
         for (name, shift, fixed), style in _series(rows, axis, other):
@@ -171,7 +171,8 @@ def budget_figures(rows, out_dir, dpi: int = 120) -> list[Path]:
             ax.set_xlabel(label)
             ax.set_ylabel(what)
             ax.grid(alpha=0.3)
-        ax_l.legend(fontsize=6, loc="best")
+        # outside the axes: no line hidden behind it
+        ax_l.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.suptitle(f"two-stage runs against the {label}", fontsize=10)
         fig.tight_layout()
         path = out / f"twostage_runs_vs_{axis.split('_')[0]}.png"

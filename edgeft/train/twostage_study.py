@@ -243,6 +243,8 @@ def run_study(cfg: TwoStageTrainConfig, out, command: str = "", progress: bool =
     if not problem.device_ids:
         raise InputError("devices", cfg.devices, "devices whose memory holds the model")
     budgets = Budgets(energy_j=cfg.energy_j, delay_s=cfg.delay_s)
+    if (out / STUDY_FILE).is_file():  # another study's folder: said before anything else
+        check_study(out, cfg)
     # Whether anything fits depends on the costs only: said before any measuring.
     _feasible(designs(problem, PRESETS["study"], budgets, cfg.schemes))
     with folder_lock(out, command=command):
