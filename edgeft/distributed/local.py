@@ -149,7 +149,15 @@ class LocalFederation:
         return proc
 
     def start(self, timeout_s: float = 60.0) -> None:
-        """Start the SuperLink (and the SuperNodes); returns when the SuperLink answers."""
+        """Start the SuperLink (and the SuperNodes); returns when the SuperLink answers. On any
+        exception (a failed start, Ctrl-C, SIGTERM) it first ends what it had started."""
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            self.stop(grace_s=2.0)
+            raise
+
+    def _start(self, timeout_s: float) -> None:
         tick = time.perf_counter()
         self.root.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
