@@ -3,6 +3,7 @@ fails or is interrupted half-way; processes that left their parent's session).""
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeft.distributed import local
-from edgeft.distributed.local import LocalFederation
+from edgeft.distributed.local import LocalFederation, descendants, end_processes
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -82,3 +83,68 @@ def test_a_start_failing_at_the_second_node_ends_the_superlink_and_the_first_nod
         fed.start()
     assert len(pids) == 2 and fed.processes == {}
     assert all(wait_gone(pid) for pid in pids)
+
+
+# A parent whose child leaves its session (setsid) and sleeps, as flower-superexec starts
+# flwr-serverapp; the parent prints the child's pid, then sleeps too.
+TREE = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                         start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def fake_tree(tmp_path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    child = int(proc.stdout.readline())
+    assert os.getsid(child) == child != os.getsid(proc.pid)  # not in the parent's group
+    return proc, child
+
+
+@pytest.fixture
+def reap():
+    pids = []
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("grace_s", [5.0, 0.0])
+def test_end_processes_ends_a_descendant_that_left_the_session(tmp_path, reap, grace_s):
+    proc, child = fake_tree(tmp_path)
+    reap.append(child)
+    assert child in descendants([proc.pid])
+    end_processes([proc], grace_s)
+    assert proc.returncode is not None
+    assert wait_gone(child), "the setsid grandchild outlived end_processes"
+
+
+def test_stop_ends_every_descendant_of_the_federation(tmp_path, reap):
+    """What `--timeout` left behind: a flwr-serverapp in the session of the SuperLink's
+    flower-superexec, re-parented to init once the SuperLink had gone."""
+    fed = LocalFederation(tmp_path / "fed")
+    link, child = fake_tree(tmp_path)
+    node, node_child = fake_tree(tmp_path)
+    reap.extend([child, node_child])
+    fed.processes.update({"superlink": link, "supernode-0": node})
+    fed.stop(grace_s=5.0)
+    assert fed.processes == {}
+    assert wait_gone(child) and wait_gone(node_child)
+    assert link.returncode is not None and node.returncode is not None
+
+
+def test_kill_node_ends_that_node_and_its_descendants_only(tmp_path, reap):
+    fed = LocalFederation(tmp_path / "fed")
+    link, child = fake_tree(tmp_path)
+    node, node_child = fake_tree(tmp_path)
+    reap.extend([link.pid, child, node_child])
+    fed.processes.update({"superlink": link, "supernode-1": node})
+    fed.kill_node(1)
+    assert wait_gone(node_child) and node.returncode == -signal.SIGKILL
+    assert alive(child) and link.poll() is None
+    fed.stop(grace_s=5.0)
+    assert wait_gone(child)

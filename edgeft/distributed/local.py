@@ -14,11 +14,14 @@
 
 :meth:`LocalFederation.run` submits the app (``flwr run <app> <connection> --stream``) with a run
 configuration and waits for it; ``summary.json`` in its ``out-dir`` says how it ended. Every
-process runs in its own session, so :meth:`LocalFederation.stop` (and :meth:`kill_node`, the
-fault tests' crash) ends exactly the processes this federation started, children included, by
-process group. Flower's state (``FLWR_HOME``: the connection file, installed apps, logs) and
-every log file live under the federation's folder. Used by ``edgeft flower local``
-(``./dev.sh flower-local``), the tests and ``benchmarks/flower_overhead.py``.
+process runs in its own session; :meth:`LocalFederation.stop` (and :meth:`kill_node`, the
+fault tests' crash) ends the processes this federation started, their process groups and every
+descendant found through ``/proc`` (:func:`end_processes`), also the ServerApp and ClientApp
+processes that Flower's SuperExec starts in sessions of their own; a :meth:`start` that fails
+or is interrupted ends what it had started. Flower's state (``FLWR_HOME``: the connection file,
+installed apps, logs) and every log file live under the federation's folder. Used by
+``edgeft flower local`` (``./dev.sh flower-local``), the tests and
+``benchmarks/flower_overhead.py``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,79 @@ def toml_value(value) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time in clock ticks) of a process, or None if it has gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ... starttime (field 22) ...": comm may hold spaces and ")"
+    rest = stat[stat.rindex(")") + 2:].split()
+    return int(rest[1]), rest[0], int(rest[19])
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """The process ``pid`` that started at ``started`` runs (a zombie has ended; a process
+    with another start time got a reused pid)."""
+    stat = _stat(pid)
+    return stat is not None and stat[1] != "Z" and stat[2] == started
+
+
+def descendants(pids) -> dict[int, int]:
+    """Every process below ``pids`` (children, their children, ...) with its start time, found
+    by the parent id in each ``/proc/<pid>/stat``: also those that started a session of their
+    own (``setsid``), as Flower's SuperExec and the ServerApp and ClientApp processes it starts
+    do, which their ancestors' process groups do not reach. Empty without ``/proc``."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            stat = _stat(int(entry)) if entry.isdigit() else None
+            if stat is not None:
+                children.setdefault(stat[0], []).append((int(entry), stat[2]))
+    found: dict[int, int] = {}
+    todo = list(pids)
+    while todo:
+        for child, started in children.get(todo.pop(), ()):
+            if child not in found:
+                found[child] = started
+                todo.append(child)
+    return found
+
+
+def end_processes(procs: list[subprocess.Popen], grace_s: float,
+                  sig: int = signal.SIGTERM) -> None:
+    """End ``procs``, their process groups and every descendant: ``sig`` to all of them at
+    once, then SIGKILL to whatever is left after ``grace_s`` (at once with ``grace_s = 0``).
+
+    The descendants are collected before any signal: a process whose parent has ended is
+    re-parented to init and can no longer be traced to the federation. Those started in the
+    meantime are collected again before the SIGKILL."""
+    roots = [p.pid for p in procs]
+    tree = descendants(roots)
+
+    def signal_all(signum: int, pids) -> None:
+        for pid in roots:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signum)  # each root leads its own session's group
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+
+    signal_all(sig, tree)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end:
+        if all(p.poll() is not None for p in procs) and \
+                not any(_alive(pid, started) for pid, started in tree.items()):
+            break
+        time.sleep(0.05)
+    living = {pid: started for pid, started in tree.items() if _alive(pid, started)}
+    living.update(descendants([p.pid for p in procs if p.poll() is None] + list(living)))
+    signal_all(signal.SIGKILL, living)
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5.0)
 
 
 @dataclass
@@ -239,29 +315,16 @@ class LocalFederation:
 
     def kill_node(self, n: int, sig: int = signal.SIGKILL) -> None:
         """End SuperNode ``n`` and its children at once (a crash, or a lost machine)."""
-        self._end(f"supernode-{n}", sig, grace_s=0.0)
+        proc = self.processes.pop(f"supernode-{n}", None)
+        if proc is not None:
+            end_processes([proc], grace_s=0.0, sig=sig)
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """End every process this federation started: SIGTERM, then SIGKILL after
-        ``grace_s`` (each group: the process and its children)."""
-        for name in [n for n in self.processes if n != "superlink"] + ["superlink"]:
-            if name in self.processes:
-                self._end(name, signal.SIGTERM, grace_s)
-
-    def _end(self, name: str, sig: int, grace_s: float) -> None:
-        proc = self.processes.pop(name, None)
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)  # its own session: the group is exactly its tree
-        try:
-            proc.wait(timeout=grace_s if grace_s > 0 else 5.0)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5.0)
+        """End every process this federation started and all their descendants (see
+        :func:`end_processes`): SIGTERM, then SIGKILL after ``grace_s``."""
+        procs = list(self.processes.values())
+        self.processes.clear()
+        end_processes(procs, grace_s)
 
     # -- runs ----------------------------------------------------------------------------
     def run(self, run_config: dict, app_dir: Path | None = None, timeout_s: float = 1800.0,
