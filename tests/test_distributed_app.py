@@ -28,7 +28,7 @@ from flwr.app.message.message import make_message  # noqa: E402
 
 from edgeft.distributed import client_app, task  # noqa: E402
 from edgeft.distributed.exchange import Exchange  # noqa: E402
-from edgeft.distributed.local import LocalFederation  # noqa: E402
+from edgeft.distributed.local import APP_DIR, LocalFederation  # noqa: E402
 from edgeft.distributed.nodes import NodeDirectory  # noqa: E402
 from edgeft.distributed.records import Rejected, read_tensors, spec_of, tensor_record  # noqa: E402
 from edgeft.distributed.settings import AppSettings, run_config_keys  # noqa: E402
@@ -53,12 +53,27 @@ def settings():
 
 # -- the run configuration -------------------------------------------------------------------
 def test_the_app_folder_lists_every_setting_with_valid_defaults():
-    config = tomllib.loads((REPO / "flower" / "pyproject.toml").read_text())
+    config = tomllib.loads((APP_DIR / "pyproject.toml").read_text())
     app = config["tool"]["flwr"]["app"]
     assert sorted(app["config"]) == sorted(run_config_keys())
     AppSettings.from_run_config(app["config"])
     assert app["components"] == {"serverapp": "edgeft.distributed.server_app:app",
                                  "clientapp": "edgeft.distributed.client_app:app"}
+
+
+def test_the_app_folder_is_installed_with_the_package(capsys):
+    """`pip install edgeft[flower]` gives `edgeft flower local` and `flwr run` their app
+    folder: it lies inside the package and the package data names its pyproject.toml."""
+    import edgeft
+    from edgeft.cli import main
+
+    package = Path(edgeft.__file__).resolve().parent
+    assert APP_DIR.is_relative_to(package)
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["edgeft"]
+    assert any((APP_DIR / "pyproject.toml").relative_to(package).match(g) for g in globs)
+    assert main(["flower", "app"]) == 0
+    assert capsys.readouterr().out.strip() == str(APP_DIR)
 
 
 @pytest.mark.parametrize("config, field", [

@@ -21,7 +21,14 @@ def add_parsers(sub) -> None:
     group = sub.add_parser("flower", help="DEFT and FedAvg-LoRA as a Flower app "
                            "(needs edgeft[flower])", formatter_class=HelpFormatter)
     cmds = group.add_subparsers(dest="flower_command", metavar="SUBCOMMAND",
-                                help="local: a local federation, one run, stopped")
+                                help="local: a local federation, one run, stopped; app: the "
+                                "Flower app folder, for flwr run")
+    app = cmds.add_parser(
+        "app", formatter_class=HelpFormatter, help="print the Flower app folder (flwr run)",
+        description="Print the folder of edgeft's Flower app (its pyproject.toml: the two "
+        "components and every setting's default), installed with the package, for "
+        '`flwr run "$(edgeft flower app)" CONNECTION --run-config run.toml`.')
+    app.set_defaults(func=print_app_dir)
     p = cmds.add_parser(
         "local", formatter_class=HelpFormatter,
         help="start a SuperLink and SuperNodes on loopback (or the simulation engine), run "
@@ -70,6 +77,22 @@ def parse_settings(pairs: list[str]) -> dict:
     return out
 
 
+def app_dir() -> Path:
+    """The installed Flower app folder; a broken install is named before anything starts."""
+    from edgeft.distributed.local import APP_DIR
+
+    if not (APP_DIR / "pyproject.toml").is_file():
+        raise InputError("Flower app folder", str(APP_DIR), "a folder holding pyproject.toml "
+                         '(reinstall edgeft: pip install "edgeft[flower]")')
+    return APP_DIR
+
+
+def print_app_dir(args: argparse.Namespace) -> int:
+    """Handler of ``edgeft flower app``."""
+    print(app_dir())
+    return 0
+
+
 def run_local(args: argparse.Namespace) -> int:
     """Handler of ``edgeft flower local``."""
     from edgeft import checks
@@ -96,6 +119,7 @@ def run_local(args: argparse.Namespace) -> int:
     from edgeft.distributed.settings import AppSettings
 
     AppSettings.from_run_config(config)  # checked here, before any process starts
+    app = app_dir()
     with LocalFederation(out / "federation", engine=args.engine, num_nodes=args.nodes,
                          ray_cpus=args.ray_cpus, node_threads=args.node_threads,
                          secure=args.secure) as fed:
@@ -104,7 +128,7 @@ def run_local(args: argparse.Namespace) -> int:
               + (f", {args.nodes} SuperNodes" if args.engine == "deployment" else
                  f", {args.nodes} simulated nodes") + f" (up in {fed.started_s:.1f} s)",
               flush=True)
-        outcome = fed.run(config, timeout_s=args.timeout)
+        outcome = fed.run(config, app_dir=app, timeout_s=args.timeout)
     if outcome.summary is None:
         raise RunError(f"the run wrote no summary ({outcome.error or 'flwr run exited '}"
                        f"{'' if outcome.error else outcome.returncode}); see "

@@ -42,7 +42,7 @@ from edgeft.errors import InputError, RunError
 
 ENGINES = ("deployment", "simulation")
 CONNECTION = "edgeft-local"
-APP_DIR = Path(__file__).resolve().parents[2] / "flower"  # the FAB folder of a source checkout
+APP_DIR = Path(__file__).resolve().parent / "app"  # the Flower app folder (package data)
 OBJECT_STORE_BYTES = 100 * 2**20
 # Ray gives its raylet a fixed 30 s to register (ray/_private/node.py); on an overloaded host it
 # may not, and the simulation never starts. Such a run is submitted again, once.
