@@ -61,6 +61,14 @@ def test_the_app_folder_lists_every_setting_with_valid_defaults():
                                  "clientapp": "edgeft.distributed.client_app:app"}
 
 
+def test_the_app_folders_defaults_are_the_settings_defaults():
+    """`flwr run` and `edgeft flower local` take the table's values, the CLI's checks and
+    `reference.inprocess_run(AppSettings())` the dataclass's: they must be the same."""
+    table = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
+        "config"]
+    assert table == AppSettings().to_run_config()
+
+
 def test_the_app_folder_is_installed_with_the_package(capsys):
     """`pip install edgeft[flower]` gives `edgeft flower local` and `flwr run` their app
     folder: it lies inside the package and the package data names its pyproject.toml."""

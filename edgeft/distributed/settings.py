@@ -49,7 +49,7 @@ class AppSettings:
     model: str = ""  # "": the installed all-MiniLM-L6-v2
     pooling: str = "cls"
     lora_r: int = 8
-    num_blocks: int = 0
+    num_blocks: int = 3  # the app's pyproject.toml says the same (a test compares them)
     dropout: float = -1.0
     seq_len: int = 64
     train_limit: int = 0
