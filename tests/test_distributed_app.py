@@ -31,8 +31,12 @@ from edgeft.distributed.exchange import Exchange  # noqa: E402
 from edgeft.distributed.local import APP_DIR, LocalFederation  # noqa: E402
 from edgeft.distributed.nodes import NodeDirectory  # noqa: E402
 from edgeft.distributed.records import Rejected, read_tensors, spec_of, tensor_record  # noqa: E402
-from edgeft.distributed.settings import AppSettings, run_config_keys  # noqa: E402
-from edgeft.errors import InputError  # noqa: E402
+from edgeft.distributed.settings import (  # noqa: E402
+    AppSettings,
+    run_config_error,
+    run_config_keys,
+)
+from edgeft.errors import InputError, RunError  # noqa: E402
 from edgeft.train.data import BatchStream  # noqa: E402
 from edgeft.train.executor import device_update  # noqa: E402
 
@@ -290,6 +294,29 @@ def test_the_directory_ignores_a_second_node_claiming_a_device_and_forgets_one_t
     assert directory.profiles().keys() == {0, 1}  # what device 1 reported is kept
 
 
+def test_nodes_that_connected_but_refused_are_not_reported_as_missing(settings):
+    grid = FakeGrid(settings.to_run_config(), 3)
+    for nid in grid.node_ids:  # every node holds 4 partitions, the run has 3 devices
+        grid._contexts[nid].node_config["num-partitions"] = 4
+    directory = NodeDirectory(grid, Exchange(grid, poll_s=0.01), 3, deadline_s=5.0)
+    with pytest.raises(RunError) as err:
+        directory.wait_for(2, 0.0)
+    said = str(err.value)
+    assert "3 connected node(s) refused the profile query" in said
+    assert "node config num-partitions: expected the run's num-devices (3), got 4" in said
+    assert "start more SuperNodes" not in said
+    grid.present.clear()  # none connected: then more nodes are the answer
+    with pytest.raises(RunError, match="start more SuperNodes"):
+        directory.wait_for(2, 0.0)
+
+
+def test_the_server_app_names_a_setting_by_its_run_config_key():
+    renamed = run_config_error(InputError("glue_dir", "/x", "a GLUE directory"))
+    assert str(renamed) == "run config glue-dir: expected a GLUE directory, got '/x'"
+    other = InputError("checkpoint", "/x/checkpoint.pt", "one of this run")
+    assert run_config_error(other) is other
+
+
 # -- the local federation and its command --------------------------------------------------
 @pytest.mark.parametrize("kw, field", [({"engine": "cloud"}, "engine"), ({"num_nodes": 0},
                                       "nodes"), ({"engine": "simulation", "secure": True},
@@ -338,6 +365,9 @@ def test_edgeft_flower_local_passes_paths_relative_to_where_it_was_run(tmp_path,
 
     monkeypatch.setattr(local, "LocalFederation", Federation)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "glue" / "SST-2").mkdir(parents=True)
+    for split in ("train", "dev"):
+        (tmp_path / "data" / "glue" / "SST-2" / f"{split}.tsv").write_text("")
     assert main(["flower", "local", "--out", "out", "--set", "glue-dir=data/glue",
                  "--set", "out-dir=results"]) == 4
     assert seen["glue-dir"] == str(tmp_path / "data" / "glue")

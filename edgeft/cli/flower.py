@@ -14,7 +14,15 @@ import tomllib
 from pathlib import Path
 
 from edgeft.cli.common import HelpFormatter, number
-from edgeft.errors import InputError, RunError
+from edgeft.errors import EdgeftError, InputError, RunError
+
+
+class ServerAppError(EdgeftError):
+    """An error of :mod:`edgeft.errors` that the ServerApp raised, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def add_parsers(sub) -> None:
@@ -118,7 +126,12 @@ def run_local(args: argparse.Namespace) -> int:
     from edgeft.distributed.local import LocalFederation
     from edgeft.distributed.settings import AppSettings
 
-    AppSettings.from_run_config(config)  # checked here, before any process starts
+    # Everything that can be checked here is, before any process starts.
+    settings = AppSettings.from_run_config(config)
+    if settings.num_devices != args.nodes:
+        raise InputError("run config num-devices", settings.num_devices,
+                         f"--nodes ({args.nodes}): node n holds device n")
+    settings.check_data()
     app = app_dir()
     with LocalFederation(out / "federation", engine=args.engine, num_nodes=args.nodes,
                          ray_cpus=args.ray_cpus, node_threads=args.node_threads,
@@ -129,6 +142,10 @@ def run_local(args: argparse.Namespace) -> int:
                  f", {args.nodes} simulated nodes") + f" (up in {fed.started_s:.1f} s)",
               flush=True)
         outcome = fed.run(config, app_dir=app, timeout_s=args.timeout)
+    if outcome.summary is None and outcome.edgeft_error:  # its exit code: 2 for bad input
+        message, code = outcome.edgeft_error
+        raise ServerAppError(f"{message} (the ServerApp's error; see {out / 'federation'}/"
+                             "*.log)", code)
     if outcome.summary is None:
         raise RunError(f"the run wrote no summary ({outcome.error or 'flwr run exited '}"
                        f"{'' if outcome.error else outcome.returncode}); see "

@@ -158,6 +158,19 @@ class RunOutcome:
         found = re.findall(r"^[\w.]+(?:Error|Exception|Mismatch): .*$", self.output, re.M)
         return found[-1] if found else ""
 
+    @property
+    def edgeft_error(self) -> tuple[str, int] | None:
+        """(message, exit code) when the ServerApp's exception is one of
+        :mod:`edgeft.errors` (an :class:`InputError` found there is still bad input: 2)."""
+        from edgeft import errors
+
+        name, _, message = self.error.partition(": ")
+        cls = getattr(errors, name.removeprefix("edgeft.errors."), None) \
+            if name.startswith("edgeft.errors.") else None
+        if isinstance(cls, type) and issubclass(cls, errors.EdgeftError):
+            return message, cls.exit_code
+        return None
+
 
 @dataclass
 class LocalFederation:

@@ -7,7 +7,9 @@ it has not seen gets a ``query.profile`` message and answers with its device ind
 and memory. A node that left is forgotten (its device is unavailable until a node holding that
 partition connects again); a second node claiming a device already held is ignored and the
 trace says so. The events (``node_joined``, ``node_left``, ``duplicate_device``, a profile
-query's failure) go into the next round's trace record.
+query's failure) go into the next round's trace record. When too few devices have a node in
+time, the error says whether nodes were missing or connected nodes refused the query (then
+with the first refusal's reason: more SuperNodes would not help).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class NodeDirectory:
         self.ignored: set[int] = set()  # node ids refused (a duplicate device)
         self.known: dict[int, DeviceProfile] = {}  # device -> the last profile reported
         self.shard_sizes: dict[int, int] = {}  # device -> examples in its shard
+        self.refusals: dict[int, str] = {}  # node id -> why its last profile query failed
+        self.connected: set[int] = set()  # the node ids the grid listed at the last refresh
         self.events: list[dict] = []
         self.bytes_down = self.bytes_up = 0
 
@@ -59,7 +63,7 @@ class NodeDirectory:
 
     def refresh(self, round_: int) -> dict[int, Node]:
         """Forget nodes that left, learn the devices of new ones; returns the map."""
-        ids = {int(n) for n in self.grid.get_node_ids()}
+        ids = self.connected = {int(n) for n in self.grid.get_node_ids()}
         for device, node in list(self.nodes.items()):
             if node.node_id not in ids:
                 del self.nodes[device]
@@ -80,10 +84,21 @@ class NodeDirectory:
             if len(self.nodes) >= count:
                 return self.nodes
             if clock() >= end:
-                raise RunError(f"only {len(self.nodes)} of the {count} nodes needed connected "
-                               f"within {timeout_s:g} s (devices {self.devices}); start more "
-                               "SuperNodes or raise node-wait-s")
+                raise RunError(self._shortfall(count, timeout_s))
             sleep(min(1.0, max(timeout_s, 0.01)))
+
+    def _shortfall(self, count: int, timeout_s: float) -> str:
+        """Why fewer than ``count`` devices have a node: too few nodes connected, or connected
+        nodes refused the profile query (then more SuperNodes would not help)."""
+        said = f"only {len(self.nodes)} of the {count} nodes needed answered within " \
+               f"{timeout_s:g} s (devices {self.devices})"
+        refused = [(nid, why) for nid, why in self.refusals.items() if nid in self.connected]
+        if refused:
+            nid, why = refused[0]
+            return (f"{said}: {len(refused)} connected node(s) refused the profile query "
+                    f"(first, node {nid}: {why}); fix the nodes' --node-config or the run's "
+                    "settings")
+        return f"{said}; start more SuperNodes or raise node-wait-s"
 
     def _ask(self, node_ids: list[int], round_: int) -> None:
         requests = [Request(nid, -1, nid, PROFILE,
@@ -93,7 +108,11 @@ class NodeDirectory:
         self.bytes_down += result.bytes_down
         self.bytes_up += result.bytes_up
         self.events.extend({**e, "event": f"profile_{e['event']}"} for e in result.events)
+        for failure in result.failures:  # an error reply or a malformed one; not a timeout
+            if failure.kind != "timeout":
+                self.refusals[failure.request.node_id] = f"{failure.kind}: {failure.reason}"
         for reply in result.replies:
+            self.refusals.pop(reply.request.node_id, None)
             node = reply.payload
             node = Node(reply.request.node_id, node.device, node.shard_size, node.profile)
             held = self.nodes.get(node.device)

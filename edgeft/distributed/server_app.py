@@ -21,7 +21,7 @@ from edgeft.distributed import task
 from edgeft.distributed.exchange import Exchange, Request
 from edgeft.distributed.nodes import NodeDirectory
 from edgeft.distributed.records import ARRAYS, CONFIG, METRICS, Rejected, config_value
-from edgeft.distributed.settings import AppSettings
+from edgeft.distributed.settings import AppSettings, run_config_error
 from edgeft.errors import InputError
 from edgeft.files import json_text, write_text
 
@@ -37,7 +37,10 @@ def main(grid: Grid, context: Context) -> None:
     settings = AppSettings.from_run_config(context.run_config)
     out_dir = Path(settings.out_dir) if settings.out_dir else \
         Path.cwd() / "edgeft-flower" / str(context.run_id)
-    summary = run_server(grid, settings, out_dir)
+    try:
+        summary = run_server(grid, settings, out_dir)
+    except InputError as exc:  # named as --set and --run-config spell it (glue_dir: glue-dir)
+        raise run_config_error(exc) from None
     print(f"edgeft: {settings.algorithm} finished {summary['rounds_run']} rounds; "
           f"final metric {summary['final_metric']}; wrote {out_dir}", flush=True)
 

@@ -106,6 +106,10 @@ class AppSettings:
             raise InputError("lr_decay", self.lr_decay, "false for fedavg (its local step size "
                              "is constant)")
         self.finetune_config()  # the shared fields, checked by the in-process study's config
+        checks.integer("min_nodes", self.min_nodes, 0, self.num_devices)  # never reachable
+        if self.algorithm == "deft" and self.num_devices < self.num_blocks:
+            raise InputError("num_devices", self.num_devices, f"at least num-blocks "
+                             f"({self.num_blocks}): DEFT gives each block its own device")
 
     # -- Flower's run configuration -------------------------------------------------------
     @classmethod
@@ -124,6 +128,26 @@ class AppSettings:
             return cls(**values)
         except InputError as exc:
             raise exc.renamed(f"run config {exc.field.replace('_', '-')}") from None
+
+    def check_data(self) -> None:
+        """The GLUE files of the run's task are where ``glue-dir`` (or ``$EDGEFT_GLUE_DIR``)
+        says, on this machine: the check ``edgeft finetune`` makes before a run."""
+        import os
+
+        from edgeft.train.config import DOWNLOADS_ENV, downloads_allowed
+        from edgeft.train.data import GLUE_DIR_ENV, check_glue_dir
+
+        glue_dir = self.glue_dir or os.environ.get(GLUE_DIR_ENV, "")
+        if not glue_dir and not downloads_allowed():
+            raise InputError.missing("run config glue-dir", f"a GLUE directory (--set "
+                                     f"glue-dir=DIR or ${GLUE_DIR_ENV}; set {DOWNLOADS_ENV}=1 "
+                                     "to download GLUE instead)")
+        if glue_dir:
+            try:
+                check_glue_dir(glue_dir, [self.task])
+            except InputError as exc:
+                field = "run config glue-dir" if self.glue_dir else f"${GLUE_DIR_ENV}"
+                raise exc.renamed(field) from None
 
     def to_run_config(self) -> dict:
         """The settings as a Flower run configuration (hyphenated keys)."""
@@ -166,6 +190,16 @@ class AppSettings:
 def run_config_keys() -> list[str]:
     """Every key the run configuration may hold."""
     return [f.name.replace("_", "-") for f in dataclasses.fields(AppSettings)]
+
+
+def run_config_error(exc: InputError) -> InputError:
+    """An error about a field of :class:`AppSettings` under its run-config key (``glue_dir`` ->
+    ``run config glue-dir``), as ``--set`` and ``flwr run --run-config`` spell it; others as
+    they are."""
+    names = {f.name for f in dataclasses.fields(AppSettings)}
+    if exc.field in names:
+        return exc.renamed(f"run config {exc.field.replace('_', '-')}")
+    return exc
 
 
 def _coerce(field: dataclasses.Field, value):
