@@ -4,6 +4,7 @@ never answers, leaves, or sends a malformed or stale reply costs a reschedule or
 in the trace, and nothing of it is applied (the final tensors equal an in-process replay of the
 devices the trace says were used)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from edgeft.distributed import task  # noqa: E402
 from edgeft.distributed.reference import deft_plans, inprocess_run  # noqa: E402
 from edgeft.distributed.server_app import run_server  # noqa: E402
 from edgeft.distributed.settings import AppSettings  # noqa: E402
-from edgeft.errors import RunError  # noqa: E402
+from edgeft.errors import InputError, RunError  # noqa: E402
 from edgeft.train.checkpoint import load_checkpoint, read_trace  # noqa: E402
 from edgeft.train.executor import DeftExecutor, RoundPlan  # noqa: E402
 from edgeft.train.fedavg import FedAvgExecutor, FedAvgRoundPlan  # noqa: E402
@@ -205,3 +206,36 @@ def test_a_resumed_flower_run_continues_every_stream_exactly(tmp_path):
     server_app.run_server(grid, first, tmp_path / "resumed")
     assert_same(load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["trainable"], whole)
     assert [r["round"] for r in read_trace(tmp_path / "resumed" / "trace.jsonl")] == [1, 2, 3]
+
+
+# -- a rerun into a finished run's folder ---------------------------------------------------
+@pytest.mark.parametrize("algorithm", ["deft", "fedavg"])
+def test_a_rerun_with_other_settings_is_refused_before_the_federation_starts(
+        tmp_path, monkeypatch, capsys, algorithm):
+    """The loop's identity check, made by `edgeft flower local` on the checkpoint before it
+    starts (or deletes) anything: the finished run's summary stays."""
+    from edgeft.cli import main
+    from edgeft.distributed import local
+    from edgeft.distributed.server_app import check_checkpoint
+
+    s = settings(algorithm=algorithm, rounds=1, eval_every=1, num_devices=3)
+    out = tmp_path / "run"
+    serve(s, out)
+    check_checkpoint(s, out)  # the same settings: accepted (a resume)
+    check_checkpoint(dataclasses.replace(s, num_blocks=0), out)  # every layer: the model's
+    other = dataclasses.replace(s, seed=1)
+    with pytest.raises(InputError, match="seed: 1 here, 0 in the checkpoint"):
+        check_checkpoint(other, out)
+
+    def no_federation(*args, **kw):
+        raise AssertionError("a federation started")
+
+    monkeypatch.setattr(local, "LocalFederation", no_federation)
+    config = [f"{k}={local.toml_value(v)}" for k, v in other.to_run_config().items()
+              if k not in ("out-dir",)]
+    args = ["flower", "local", "--out", str(tmp_path / "cli"), "--set", f"out-dir={out}"]
+    assert main(args + [a for c in config for a in ("--set", c)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeft: error: checkpoint: expected one written with this run's "
+                          "settings (seed: 1 here, 0 in the checkpoint)"), err
+    assert (out / "summary.json").is_file()

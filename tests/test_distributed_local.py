@@ -148,3 +148,27 @@ def test_kill_node_ends_that_node_and_its_descendants_only(tmp_path, reap):
     assert alive(child) and link.poll() is None
     fed.stop(grace_s=5.0)
     assert wait_gone(child)
+
+
+# -- a run's summary -----------------------------------------------------------------------
+@pytest.mark.parametrize("writes", [False, True])
+def test_a_finished_runs_summary_is_kept_until_the_new_run_writes_its_own(tmp_path, monkeypatch,
+                                                                        writes):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text('{"rounds_run": 2}')
+    fed = LocalFederation(tmp_path / "fed")
+    fed.root.mkdir()
+
+    def submit(command, timeout_s):
+        assert not (out / "summary.json").exists()  # aside while the run goes
+        if writes:
+            (out / "summary.json").write_text('{"rounds_run": 4}')
+        return (0, "") if writes else (1, "edgeft.errors.InputError: checkpoint: expected ...")
+
+    monkeypatch.setattr(fed, "_submit", submit)
+    outcome = fed.run({"out-dir": str(out)})
+    assert outcome.summary == ({"rounds_run": 4} if writes else None)
+    assert (out / "summary.json").read_text() == \
+        ('{"rounds_run": 4}' if writes else '{"rounds_run": 2}')
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]

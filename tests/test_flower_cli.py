@@ -76,6 +76,12 @@ def flower_local(tmp_path, *args) -> int:
      "own device, got 2"),
     (["--set", "min-nodes=7", "--set", "glue-dir={glue}"],
      "run config min-nodes: expected an integer in 0..3, got 7"),
+    (["--set", "out-dir={glue}/SST-2/dev.tsv", "--set", "glue-dir={glue}"],
+     "run config out-dir: expected a folder (this is a file)"),
+    (["--set", "out-dir={glue}/SST-2/dev.tsv/run", "--set", "glue-dir={glue}"],
+     "run config out-dir: expected a folder path ("),
+    (["--set", "out-dir=", "--set", "glue-dir={glue}"],
+     "run config out-dir: expected a folder path, got ''"),
 ])
 def test_bad_input_is_refused_before_the_federation_starts(tmp_path, glue, federation, capsys,
                                                            args, says):

@@ -132,7 +132,11 @@ def run_local(args: argparse.Namespace) -> int:
         raise InputError("run config num-devices", settings.num_devices,
                          f"--nodes ({args.nodes}): node n holds device n")
     settings.check_data()
+    check_output_dir(settings.out_dir, "run config out-dir")
     app = app_dir()
+    from edgeft.distributed.server_app import check_checkpoint
+
+    check_checkpoint(settings, settings.out_dir)  # a rerun of other settings: refused here
     with LocalFederation(out / "federation", engine=args.engine, num_nodes=args.nodes,
                          ray_cpus=args.ray_cpus, node_threads=args.node_threads,
                          secure=args.secure) as fed:

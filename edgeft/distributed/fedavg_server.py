@@ -36,6 +36,7 @@ from edgeft.distributed.records import (
     spec_of,
 )
 from edgeft.distributed.server_loop import FlowerLoop
+from edgeft.distributed.settings import AppSettings
 from edgeft.errors import RunError
 from edgeft.train.fedavg import FedAvgRoundPlan, tensor_bytes, weighted_average
 
@@ -61,9 +62,10 @@ class FlowerFedAvgLoop(FlowerLoop):
         super().__init__(blocks, settings, exchange, directory, **kw)
         self.spec = spec_of(blocks.trainable_parameters())
 
-    def data_layout(self) -> dict:
-        return {**super().data_layout(), "batch_size": self.settings.batch_size,
-                "local_optimizer": self.settings.local_optimizer}
+    @classmethod
+    def layout(cls, settings: AppSettings, num_blocks: int) -> dict:
+        return {**super().layout(settings, num_blocks), "batch_size": settings.batch_size,
+                "local_optimizer": settings.local_optimizer}
 
     def plans(self):
         """Each round's participants among the devices connected when it comes."""

@@ -343,9 +343,9 @@ class LocalFederation:
     def run(self, run_config: dict, app_dir: Path | None = None, timeout_s: float = 1800.0,
             name: str = "run") -> RunOutcome:
         """Submit the app with ``run_config`` (``out-dir`` required) and wait until it ends;
-        the ``flwr run --stream`` output goes to ``<name>.log`` as well."""
-        import json
-
+        the ``flwr run --stream`` output goes to ``<name>.log`` as well. A ``summary.json``
+        already in ``out-dir`` is moved aside while the run goes, and put back unless the run
+        writes its own."""
         out_dir = run_config.get("out-dir")
         if not out_dir:
             raise InputError.missing("run config out-dir", "a folder for the run's results")
@@ -355,14 +355,28 @@ class LocalFederation:
         config_file = self.root / f"{name}-config.toml"
         config_file.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in
                                        run_config.items()))
-        summary_path = Path(out_dir) / "summary.json"
-        summary_path.unlink(missing_ok=True)  # this run's, not an earlier one's
         command = [tool("flwr"), "run", str(app_dir), CONNECTION, "--stream",
                    "--run-config", str(config_file)]
         if self.engine == "simulation":
             command += ["--federation-config",
                         f"num-supernodes={self.num_nodes} client-resources-num-cpus=1 "
                         f"init-args-num-cpus={self.ray_cpus}"]
+        summary_path = Path(out_dir) / "summary.json"
+        previous = summary_path.with_name("summary.previous.json")
+        if summary_path.is_file():  # this run's summary, not an earlier one's, says how it ended
+            summary_path.replace(previous)
+        try:
+            return self._run(command, summary_path, timeout_s, name)
+        finally:
+            if previous.is_file() and summary_path.is_file():
+                previous.unlink()
+            elif previous.is_file():  # refused or failed: the finished run's summary is back
+                previous.replace(summary_path)
+
+    def _run(self, command: list[str], summary_path: Path, timeout_s: float,
+             name: str) -> RunOutcome:
+        import json
+
         tick = time.perf_counter()
         for _ in range(1 + RAY_START_RETRIES * (self.engine == "simulation")):
             code, output = self._submit(command, timeout_s - (time.perf_counter() - tick))

@@ -60,8 +60,6 @@ def run_server(grid, settings: AppSettings, out_dir: Path, *, sleep=time.sleep,
 
 def _run_server(grid, settings: AppSettings, out_dir: Path, *, sleep, clock) -> dict:
     from edgeft.distributed.deft_plan import DeftPlanner, study_system
-    from edgeft.distributed.deft_server import FlowerDeftLoop
-    from edgeft.distributed.fedavg_server import FlowerFedAvgLoop
     from edgeft.train.finetune import cost_profile
 
     start = time.perf_counter()
@@ -83,9 +81,9 @@ def _run_server(grid, settings: AppSettings, out_dir: Path, *, sleep, clock) -> 
         cfg = settings.finetune_config()
         planner = DeftPlanner(settings.scheme, study_system(cfg, cost_profile(cfg, blocks)),
                               settings.rounds, settings.seed + 1, directory.profiles())
-        loop = FlowerDeftLoop(blocks, settings, exchange, directory, planner, **kw)
+        loop = loop_class(settings)(blocks, settings, exchange, directory, planner, **kw)
     else:
-        loop = FlowerFedAvgLoop(blocks, settings, exchange, directory, **kw)
+        loop = loop_class(settings)(blocks, settings, exchange, directory, **kw)
     result = loop.run(loop.plans())
     # Federated evaluation on the nodes' parts of the dev set (when asked for).
     federated = federated_evaluate(loop, exchange, directory) if settings.federated_eval \
@@ -111,6 +109,42 @@ def _run_server(grid, settings: AppSettings, out_dir: Path, *, sleep, clock) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / SUMMARY_FILE, json_text(summary, indent=2) + "\n")
     return summary
+
+
+def loop_class(settings: AppSettings):
+    """The strategy of ``settings.algorithm`` (a
+    :class:`~edgeft.distributed.server_loop.FlowerLoop`)."""
+    if settings.algorithm == "deft":
+        from edgeft.distributed.deft_server import FlowerDeftLoop
+
+        return FlowerDeftLoop
+    from edgeft.distributed.fedavg_server import FlowerFedAvgLoop
+
+    return FlowerFedAvgLoop
+
+
+def check_checkpoint(settings: AppSettings, out_dir) -> None:
+    """A checkpoint in ``out_dir`` was written by a run of these settings: the round loop's
+    identity check (:meth:`~edgeft.train.loop.RoundLoop.load_state_dict`), made before a
+    federation starts, so that a rerun with other settings is refused (exit 2) before it deletes
+    or starts anything. With ``num-blocks = 0`` (every layer) the number of blocks is the
+    model's, which the ServerApp's own check compares; so do checkpoints older than the
+    identity's schema."""
+    from edgeft.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from edgeft.train.loop import identity_difference
+
+    path = Path(out_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return
+    theirs = load_checkpoint(path).get("identity")
+    if not isinstance(theirs, dict):
+        return
+    num_blocks = settings.num_blocks or (theirs.get("data") or {}).get("num_blocks")
+    ours = loop_class(settings).identity_for(settings, num_blocks)
+    if ours != theirs:
+        raise InputError("checkpoint", str(path), "one written with this run's settings "
+                         f"({identity_difference(ours, theirs)}); rerun with its settings, or "
+                         "write to another folder")
 
 
 def federated_evaluate(loop, exchange: Exchange, directory: NodeDirectory) -> dict | None:

@@ -17,6 +17,7 @@ and membership changes, docs/distributed.md).
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 from edgeft.distributed.exchange import Exchange
 from edgeft.distributed.nodes import NodeDirectory
@@ -55,7 +56,21 @@ class FlowerLoop(RoundLoop):
         self.resting: set[int] = set()  # devices that failed last round sit this one out
 
     def data_layout(self) -> dict:
-        return {"num_devices": len(self.streams), "num_blocks": self.blocks.num_blocks}
+        return self.layout(self.settings, self.blocks.num_blocks)
+
+    @classmethod
+    def layout(cls, settings: AppSettings, num_blocks: int) -> dict:
+        """The data layout of a run of ``settings`` on a model cut into ``num_blocks``."""
+        return {"num_devices": settings.num_devices, "num_blocks": num_blocks}
+
+    @classmethod
+    def identity_for(cls, settings: AppSettings, num_blocks: int) -> dict:
+        """The identity (:meth:`RoundLoop.identity`, the very function) that a loop of
+        ``settings`` on a model of ``num_blocks`` blocks writes to its checkpoint, without
+        building the model: ``edgeft flower local`` compares it before anything starts."""
+        stand_in = SimpleNamespace(kind=cls.kind, config=settings.loop_config(),
+                                   data_layout=lambda: cls.layout(settings, num_blocks))
+        return RoundLoop.identity(stand_in)
 
     def round_latency_s(self, plan, record: dict) -> float:
         """Every dispatch the round needed, one after the other (a rescheduled block starts
