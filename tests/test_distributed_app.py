@@ -239,6 +239,9 @@ def test_the_deft_handler_refuses_a_malformed_broadcast(settings, spoil):
     ({"num-partitions": 4}, "node config num-partitions"),
     ({"threads": 0}, "node config threads"),
     ({"memory-bytes": -1.0}, "node config memory-bytes"),
+    ({"compute_factor": 2.0}, "node config compute_factor: expected a key among partition-id, "
+     "num-partitions, cache-dir, threads, compute-factor, memory-bytes, got 2.0"),
+    ({"memory-byts": 5}, "node config memory-byts: expected a key among"),
 ])
 def test_a_bad_node_config_names_its_key(settings, node, field):
     ctx = context(settings)

@@ -61,6 +61,10 @@ class NodeSettings:
 
     def __init__(self, node_config, settings: AppSettings):
         cfg = dict(node_config)
+        for key in cfg:  # a misspelt key would otherwise be ignored without a word
+            if key not in NODE_CONFIG_KEYS:
+                raise InputError(f"node config {key}", cfg[key],
+                                 "a key among " + ", ".join(NODE_CONFIG_KEYS))
         if "partition-id" not in cfg:
             raise InputError.missing("node config partition-id", "this node's device index")
         self.partition = task.check_partition(settings, cfg["partition-id"])
