@@ -252,6 +252,25 @@ def test_a_bad_node_config_names_its_key(settings, node, field):
         client_app.profile(message("query.profile", {"round": 1, "attempt": 0}), ctx)
 
 
+@pytest.mark.parametrize("cache, says", [
+    ("afile", "node config cache-dir: expected a folder (this is a file)"),
+    ("afile/cache", "node config cache-dir: expected a folder path ("),
+    ("/proc/nope", "node config cache-dir: expected a writable folder ("),
+    (3, "node config cache-dir: expected a folder path (a string), got 3"),
+])
+def test_a_node_cache_dir_it_cannot_write_is_named_when_the_config_is_read(settings, tmp_path,
+                                                                          cache, says):
+    (tmp_path / "afile").write_text("")
+    if isinstance(cache, str) and not cache.startswith("/"):
+        cache = str(tmp_path / cache)
+    with pytest.raises(InputError) as err:
+        client_app.NodeSettings({"partition-id": 0, "cache-dir": cache}, settings)
+    assert str(err.value).startswith(says), str(err.value)
+    fresh = tmp_path / "new" / "cache"
+    node = client_app.NodeSettings({"partition-id": 0, "cache-dir": str(fresh)}, settings)
+    assert node.cache_dir == str(fresh) and fresh.is_dir()
+
+
 # -- the reply checks ----------------------------------------------------------------------
 @pytest.mark.parametrize("spoil, says", [
     ("nan", "NaN or Inf"), ("inf", "NaN or Inf"), ("float64", "is float64"),

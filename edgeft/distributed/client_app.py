@@ -27,6 +27,7 @@ Torch and the model load on the first training message (``query.profile`` needs 
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -72,13 +73,32 @@ class NodeSettings:
         if parts != settings.num_devices:
             raise InputError("node config num-partitions", parts,
                              f"the run's num-devices ({settings.num_devices})")
-        self.cache_dir = str(cfg.get("cache-dir", "")) or None
+        self.cache_dir = _cache_dir(cfg.get("cache-dir", ""))
         self.threads = cfg.get("threads", 1)
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or \
                 not 1 <= self.threads <= 256:
             raise InputError("node config threads", self.threads, "an integer in 1..256")
         self.compute_factor = _optional_positive(cfg, "compute-factor")
         self.memory_bytes = _optional_positive(cfg, "memory-bytes")
+
+
+def _cache_dir(value) -> str | None:
+    """The node's cache folder, made if need be: a folder this node can write, or None."""
+    from edgeft.files import check_output_dir
+
+    if value == "":
+        return None
+    if not isinstance(value, str):
+        raise InputError("node config cache-dir", value, "a folder path (a string)")
+    path = check_output_dir(value, "node config cache-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{path} is not writable")
+    except OSError as exc:
+        raise InputError("node config cache-dir", value,
+                         f"a writable folder ({exc.strerror or exc})") from None
+    return value
 
 
 def _optional_positive(cfg: dict, key: str) -> float | None:
