@@ -82,6 +82,9 @@ def flower_local(tmp_path, *args) -> int:
      "run config out-dir: expected a folder path ("),
     (["--set", "out-dir=", "--set", "glue-dir={glue}"],
      "run config out-dir: expected a folder path, got ''"),
+    (["--set", "glue-dir={glue}", "--set", "model=random:tiny-bert\udcff"],
+     "--set model: expected UTF-8 text, got 'random:tiny-bert\\udcff'"),
+    (["--set", "mod\udcffel=x"], "--set: expected UTF-8 text, got 'mod\\udcffel=x'"),
 ])
 def test_bad_input_is_refused_before_the_federation_starts(tmp_path, glue, federation, capsys,
                                                            args, says):

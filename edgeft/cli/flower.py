@@ -77,12 +77,23 @@ def parse_settings(pairs: list[str]) -> dict:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise InputError("--set", pair, "KEY=VALUE")
+        if not _utf8(pair):  # bytes the shell passed through (surrogates): no TOML can hold them
+            raise InputError(f"--set {key.strip()}" if _utf8(key) else "--set",
+                             text if _utf8(key) else pair, "UTF-8 text")
         try:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
         out[key.strip()] = value
     return out
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def app_dir() -> Path:
