@@ -127,7 +127,7 @@ def test_one_learning_run_is_timed_under_every_schemes_allocations(tmp_path):
     assert "Timed from one learning run per seed" in seeds_markdown([row], 0.95)
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "1.5", "three", "1"])
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", "three", "1", "2"])
 def test_bad_seeds_exit_2_with_one_line_naming_the_flag(tmp_path, capsys, value):
     from edgeft.cli import main
 

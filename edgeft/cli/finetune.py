@@ -94,10 +94,10 @@ def add_parsers(sub) -> None:
                    help="seed of the devices, channels, shards, data order and head")
     p.add_argument("--seeds", type=int, default=None, metavar="S",
                    help="a seeds study: the same studies for seeds SEED, SEED+1, ..., "
-                   "SEED+S-1 (at least 2; 3 or more for Table I), task by task, each in "
-                   "OUT/seed-K/TASK; rerunning the same command continues it (edgeft table "
-                   "then gives each ratio's mean and 95%% interval) (default: one seed, in "
-                   "OUT/TASK)")
+                   "SEED+S-1 (at least 3: a 95%% interval from fewer says little), task by "
+                   "task, each in OUT/seed-K/TASK; rerunning the same command continues it "
+                   "(edgeft table then gives each ratio's mean and 95%% interval) (default: "
+                   "one seed, in OUT/TASK)")
     p.add_argument("--dirichlet-alpha", type=float, default=None, metavar="A",
                    help="label-skewed shards with Dirichlet(A) class proportions (default: IID)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
@@ -169,7 +169,7 @@ def seed_list(args: argparse.Namespace) -> list[int] | None:
 
     if args.seeds is None:
         return None
-    count = checks.integer("seeds", args.seeds, 2, MAX_SEEDS)
+    count = checks.integer("seeds", args.seeds, 3, MAX_SEEDS)
     if args.seed + count - 1 > MAX_SEED:
         raise InputError("seeds", count, f"at most {MAX_SEED - args.seed + 1} after --seed "
                          f"{args.seed}")
