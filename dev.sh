@@ -53,7 +53,7 @@ case "$cmd" in
     setup
     ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"   # the comment block at the top, only
     [[ "$cmd" == help ]] || exit 2
     ;;
 esac

@@ -137,3 +137,40 @@ def test_an_error_the_server_app_raised_keeps_its_exit_code(tmp_path, glue, fede
     assert flower_local(tmp_path, "--set", f"glue-dir={glue}") == code
     err = capsys.readouterr().err
     assert err.startswith(says) and "edgeft.errors" not in err, err
+
+
+# -- help and wording ---------------------------------------------------------------------
+def test_edgeft_flower_alone_prints_its_own_help(capsys):
+    assert main(["flower"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: edgeft flower ") and "local" in out and "app" in out
+
+
+def test_the_set_help_lists_every_key(capsys):
+    from edgeft.distributed.settings import run_config_keys
+
+    with pytest.raises(SystemExit):
+        main(["flower", "local", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "docs/distributed.md section 4" in out
+    assert all(key in out for key in run_config_keys())
+    assert "lr- decay" not in out and ", lr-decay," in out  # keys are not cut at a hyphen
+
+
+def test_secure_without_the_deployment_engine_names_the_flag(tmp_path, capsys, federation):
+    assert flower_local(tmp_path, "--engine", "simulation", "--secure") == 2
+    assert capsys.readouterr().err == ("edgeft: error: --secure: expected --engine deployment "
+                                       "(the simulation engine has no network between nodes), "
+                                       "got '--engine simulation'\n")
+    assert federation.started == 0
+
+
+def test_dev_sh_help_prints_the_comment_block_only():
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(repo / "dev.sh"), "help"], capture_output=True,
+                          text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("One entry point") and "flower-local" in done.stdout
+    assert not any(line.startswith(("set ", "cd ")) for line in lines), done.stdout

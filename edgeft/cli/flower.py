@@ -14,7 +14,17 @@ import tomllib
 from pathlib import Path
 
 from edgeft.cli.common import HelpFormatter, number
+from edgeft.distributed.settings import run_config_keys
 from edgeft.errors import EdgeftError, InputError, RunError
+
+
+class KeysHelpFormatter(HelpFormatter):
+    """Help whose lines break between words only: a key such as ``lr-decay`` stays whole."""
+
+    def _split_lines(self, text, width):
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class ServerAppError(EdgeftError):
@@ -28,6 +38,7 @@ class ServerAppError(EdgeftError):
 def add_parsers(sub) -> None:
     group = sub.add_parser("flower", help="DEFT and FedAvg-LoRA as a Flower app "
                            "(needs edgeft[flower])", formatter_class=HelpFormatter)
+    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
     cmds = group.add_subparsers(dest="flower_command", metavar="SUBCOMMAND",
                                 help="local: a local federation, one run, stopped; app: the "
                                 "Flower app folder, for flwr run")
@@ -38,7 +49,7 @@ def add_parsers(sub) -> None:
         '`flwr run "$(edgeft flower app)" CONNECTION --run-config run.toml`.')
     app.set_defaults(func=print_app_dir)
     p = cmds.add_parser(
-        "local", formatter_class=HelpFormatter,
+        "local", formatter_class=KeysHelpFormatter,
         help="start a SuperLink and SuperNodes on loopback (or the simulation engine), run "
         "the app once, stop them",
         description="Start a local federation (deployment engine: one flower-superlink and "
@@ -54,8 +65,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results and logs")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", dest="settings",
                    help="a run-config setting (repeatable), e.g. --set rounds=50 --set "
-                   "algorithm=fedavg; keys: edgeft/distributed/settings.py, flower/"
-                   "pyproject.toml")
+                   "algorithm=fedavg; keys (docs/distributed.md section 4, Settings): "
+                   + ", ".join(run_config_keys()))
     p.add_argument("--secure", action="store_true",
                    help="deployment engine: TLS on every connection and SuperNode "
                    "authentication (a local CA and node keys under OUT/federation/credentials,"
@@ -121,6 +132,9 @@ def run_local(args: argparse.Namespace) -> int:
     checks.integer("--ray-cpus", args.ray_cpus, 1, 1024)
     checks.integer("--node-threads", args.node_threads, 1, 256)
     checks.positive("--timeout", args.timeout)
+    if args.secure and args.engine != "deployment":
+        raise InputError("--secure", f"--engine {args.engine}", "--engine deployment (the "
+                         "simulation engine has no network between nodes)")
     out = check_output_dir(args.out, "--out").resolve()
     config = parse_settings(args.settings or [])
     for key in ("glue-dir", "out-dir"):  # the processes run in OUT/federation, not here
