@@ -1,6 +1,8 @@
-"""``edgeft flower local``: run the Flower app on a local federation, start to stop
-(docs/distributed.md). Needs the ``flower`` extra (``pip install "edgeft[flower]"``); edgeft's
-other commands work without it (flwr is imported only here, only when the command runs).
+"""``edgeft flower local``: run the Flower app on a local federation, start to stop, after
+checking everything it can on this host (docs/distributed.md section 4); ``edgeft flower app``:
+where the app folder was installed, for ``flwr run``. Needs the ``flower`` extra
+(``pip install "edgeft[flower]"``); edgeft's other commands work without it (flwr is imported
+only here, only when the command runs).
 
 Example: ``edgeft flower local --engine deployment --nodes 3 --out runs/flower
 --set model=random:tiny-bert --set rounds=5``.
