@@ -5,6 +5,7 @@ estimators of §4 against hand computations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,8 +21,10 @@ from edgeft.twostage.bound import (
     bound,
     finetune_bound,
     load_constants,
+    loss_gap_bound,
     optimal_step,
     pretrain_gap,
+    start_gap,
     step_coefficients,
 )
 
@@ -170,3 +173,53 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0, result
+
+
+# -- the loss-gap companion (§3.6) ---------------------------------------------------------
+def test_the_loss_gap_bound_by_hand():
+    """Against the formula written out independently: ``r^T gap + (1 - r^T) floor``."""
+    c = BoundConstants(smoothness=2.0, pl_constant=0.1, initial_gap=1.0, server_variance=3.0,
+                       device_variance=1.5, heterogeneity=0.4, shift=0.2, server_step=0.4,
+                       task_pl_constant=0.3)
+    m, n, bs, bk, e, eta = 10, 7, 32, [8, 16, 32], 4, 0.05
+    rho = 1 - 0.4 * 0.1
+    phi1 = rho**m * 1.0 + (1 - rho**m) * 2.0 * 0.4 * 3.0 / (2 * 0.1 * 32)
+    gap = phi1 + 2 * 0.2
+    h = 1 / 8 + 1 / 16 + 1 / 32
+    drift = (2 * eta**2 * 3 * 1.5 * h / 3 + 4 * eta**2 * 9 * 0.4) / (1 - 4 * eta**2 * 4 * 9)
+    floor = (2.0 * eta * 1.5 * h / 9 + 4.0 * drift) / (2 * 0.3)
+    r = (1 - eta * 0.3) ** (n * e)
+    assert loss_gap_bound(c, m, n, bs, bk, e, eta) == pytest.approx(r * gap + (1 - r) * floor,
+                                                                   rel=1e-12)
+    assert loss_gap_bound(c, m, 0, bs, [], e) == pytest.approx(gap, rel=1e-12)  # N = 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(constants, st.floats(1e-4, 1.0), st.integers(0, 5000), st.integers(0, 2000),
+       st.integers(1, 1024), batches, st.integers(1, 20), st.floats(0, 10))
+def test_a_larger_shift_never_lowers_the_loss_gap_bound(c, mu_frac, m, n, bs, bk, e, extra):
+    c = dataclasses.replace(c, task_pl_constant=c.smoothness * mu_frac)
+    more = c.with_shift(c.shift + extra)
+    eta = c.max_device_step(e) / 2
+    assert (loss_gap_bound(more, m, n, bs, bk, e, eta)
+            >= loss_gap_bound(c, m, n, bs, bk, e, eta) * (1 - 1e-12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(constants, st.floats(1e-4, 1.0), st.integers(0, 5000), st.integers(1, 1024), batches,
+       st.integers(1, 20), st.integers(1, 500))
+def test_without_noise_more_rounds_shrink_the_loss_gap(c, mu_frac, m, bs, bk, e, n):
+    """With no gradient noise and identical devices the floor is 0: each round contracts."""
+    c = dataclasses.replace(c, task_pl_constant=c.smoothness * mu_frac, device_variance=0.0,
+                            heterogeneity=0.0)
+    eta = c.max_device_step(e)
+    assert (loss_gap_bound(c, m, n + 1, bs, bk, e, eta)
+            <= loss_gap_bound(c, m, n, bs, bk, e, eta) * (1 + 1e-12))
+    assert loss_gap_bound(c, m, n, bs, bk, e, eta) <= float(start_gap(c, m, bs)) * (1 + 1e-12)
+
+
+def test_the_loss_gap_bound_needs_mu_f():
+    with pytest.raises(InputError, match="task_pl_constant"):
+        loss_gap_bound(BoundConstants(), 0, 3, 0, [16], 5)
+    with pytest.raises(InputError, match="task_pl_constant"):
+        BoundConstants(task_pl_constant=2.0)  # above L = 1

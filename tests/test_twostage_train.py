@@ -57,6 +57,7 @@ def test_the_study_runs_each_design_as_decided_and_resumes(tmp_path):
         c = saved["constants"]
         assert c["smoothness"] > 0 and 0 < c["pl_constant"] <= c["smoothness"]
         assert c["task_initial_gap"] > 0 and c["shift"] >= 0
+        assert 0 < c["task_pl_constant"] <= c["smoothness"]  # mu_F (§3.6)
     problem = problem_of(cfg)
     for r in rows:
         if "infeasible" in r:
@@ -80,6 +81,11 @@ def test_the_study_runs_each_design_as_decided_and_resumes(tmp_path):
         assert r["bound"] <= bound(BoundConstants(**c["constants"]), r["iterations"],
                                    r["rounds"], r["server_batch"], r["device_batches"],
                                    cfg.local_steps) * (1 + 1e-9)
+        # the loss-gap companion: the start gap at N = 0, finite and positive otherwise
+        if r["rounds"] == 0:
+            assert r["loss_gap_bound"] == pytest.approx(
+                r["terms"]["start_gap"], rel=1e-9)
+        assert math.isfinite(r["loss_gap_bound"]) and r["loss_gap_bound"] > 0
     # same plan, same run folder: the runs are fewer than the feasible rows when plans repeat
     runs = {(r["shift"], r["run"]) for r in rows if "run" in r}
     assert len(distinct_runs(rows)) == len(runs)
@@ -90,7 +96,7 @@ def test_the_study_runs_each_design_as_decided_and_resumes(tmp_path):
     again = run_study(cfg, tmp_path, "test", progress=False, log=lambda *_: None)
     assert again["rows"] == rows
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("trace.jsonl")} == before
-    assert "| shift |" in runs_markdown(rows)
+    assert "| shift |" in runs_markdown(rows) and "| loss-gap bound |" in runs_markdown(rows)
 
 
 def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
@@ -105,6 +111,15 @@ def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
     assert len(agree["discordant"]) == 1 and agree["trainings"] == 4
     assert agree["discordant"][0]["lower_bound"].startswith("b ")
     assert [r["schemes"] for r in distinct_runs(rows)][0] == ["a", "a-again"]
+    # the loss-gap companion ranks the runs as the loss does; runs without it are left out
+    for r, gap in zip(rows, (0.5, 0.9, 0.7, 1.1, 0.5), strict=True):
+        r["loss_gap_bound"] = gap
+    rows.append({"shift": 0.5, "run": "e", "scheme": "e", "bound": 9.0, "task_loss": 0.05,
+                 "iterations": 0, "rounds": 1})
+    gap = agreement(rows, predictor="loss_gap_bound")
+    assert gap["runs"] == 4 and gap["spearman"] == pytest.approx(1.0)
+    assert gap["discordant"] == []
+    assert agreement(rows)["runs"] == 5
 
 
 def test_plan_of_maps_the_design_to_the_devices():

@@ -33,13 +33,18 @@ def distinct_runs(rows) -> list[dict]:
     return list(out.values())
 
 
-def agreement(rows, loss: str = "task_loss") -> dict:
-    """Spearman's rank correlation between the bound and the measured ``loss`` over the
-    distinct runs (all shifts together, and per shift), and the discordant pairs: runs the
-    bound orders one way and the loss the other, largest loss difference first."""
+LOSS_GAP = "loss_gap_bound"  # the rows' loss-gap companion of the bound (§3.6)
+
+
+def agreement(rows, loss: str = "task_loss", predictor: str = "bound") -> dict:
+    """Spearman's rank correlation between the ``predictor`` (the bound, or its loss-gap
+    companion :data:`LOSS_GAP`) and the measured ``loss`` over the distinct runs that have
+    both (all shifts together, and per shift), and the discordant pairs: runs the predictor
+    orders one way and the loss the other, largest loss difference first."""
     from scipy.stats import spearmanr
 
-    runs = distinct_runs(rows)
+    runs = [r if predictor == "bound" else {**r, "bound": r[predictor]}
+            for r in distinct_runs(rows) if predictor in r]
     out: dict = {"runs": len(runs), "trainings": len({r["run"] for r in runs}),
                  "spearman": math.nan, "p_value": math.nan, "per_shift": {}, "discordant": []}
     if len(runs) >= 3:
@@ -74,21 +79,28 @@ def runs_markdown(rows) -> str:
     head = ["shift", "budget E (J)", "budget T (s)", "scheme", "M x B_s", "N x mean B_k",
             "bound", "modelled delay (s)", "modelled energy (J)", "task loss", "grad^2",
             "dev metric"]
+    gap = any(LOSS_GAP in r for r in rows)
+    if gap:  # the loss-gap companion beside the loss it predicts
+        head.insert(9, "loss-gap bound")
     body = []
     for r in rows:
         if "infeasible" in r:
             body.append([f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}",
-                         r["scheme"], "infeasible: " + ", ".join(r["binding"]), *[""] * 7])
+                         r["scheme"], "infeasible: " + ", ".join(r["binding"]),
+                         *[""] * (len(head) - 5)])
             continue
         bk = r["device_batches"]
         metric = r.get("dev_metric") or {}
         shown = next((f"{k} {v:.4f}" for k, v in metric.items() if k != "loss"), "-")
-        body.append([f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}", r["scheme"],
-                     f"{r['iterations']} x {r['server_batch']}" if r["iterations"] else "0",
-                     f"{r['rounds']} x {sum(bk) / len(bk):.1f}" if bk else "0",
-                     f"{r['bound']:.4g}", f"{r['modelled_delay_s']:.4g}",
-                     f"{r['modelled_energy_j']:.4g}", f"{r['task_loss']:.4f}",
-                     f"{r['task_grad_sq']:.4f}", shown])
+        cells = [f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}", r["scheme"],
+                 f"{r['iterations']} x {r['server_batch']}" if r["iterations"] else "0",
+                 f"{r['rounds']} x {sum(bk) / len(bk):.1f}" if bk else "0",
+                 f"{r['bound']:.4g}", f"{r['modelled_delay_s']:.4g}",
+                 f"{r['modelled_energy_j']:.4g}", f"{r['task_loss']:.4f}",
+                 f"{r['task_grad_sq']:.4f}", shown]
+        if gap:
+            cells.insert(9, f"{r[LOSS_GAP]:.4g}" if LOSS_GAP in r else "-")
+        body.append(cells)
     return md_table(head, body)
 
 
@@ -114,11 +126,12 @@ def constants_markdown(study_dir) -> str:
     return md_table(head, body)
 
 
-def agreement_markdown(agree: dict, limit: int = 8) -> str:
-    """The correlation and the largest discordant pairs, as text."""
+def agreement_markdown(agree: dict, limit: int = 8, what: str = "bound") -> str:
+    """The correlation and the largest discordant pairs, as text (``what``: the predictor's
+    name)."""
     if agree["runs"] < 3:
         return "Fewer than three distinct runs: no rank correlation."
-    lines = [f"Spearman rank correlation of bound and measured task loss over "
+    lines = [f"Spearman rank correlation of {what} and measured task loss over "
              f"{agree['runs']} distinct (design, shift) points from "
              f"{agree['trainings']} trainings (a run without pre-training serves every shift, "
              f"so the p-value's independence is approximate): **{agree['spearman']:.3f}** "
@@ -126,10 +139,10 @@ def agreement_markdown(agree: dict, limit: int = 8) -> str:
              + ", ".join(f"{s:g}: {v['spearman']:.3f} ({v['runs']} runs)"
                          for s, v in agree["per_shift"].items()) + "."]
     d = agree["discordant"]
-    lines.append(f"{len(d)} of {agree['pairs']} pairs ordered differently by bound and loss"
+    lines.append(f"{len(d)} of {agree['pairs']} pairs ordered differently by {what} and loss"
                  + (f"; the {min(limit, len(d))} largest:" if d else "."))
     for p in d[:limit]:
-        lines.append(f"- {p['lower_bound']} has the lower bound ({p['bound'][0]:.4g} < "
+        lines.append(f"- {p['lower_bound']} has the lower {what} ({p['bound'][0]:.4g} < "
                      f"{p['bound'][1]:.4g}) but the higher loss than {p['higher_bound']} "
                      f"({p['loss'][0]:.4f} > {p['loss'][1]:.4f})")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import numpy as np
 from edgeft.files import read_json
 from edgeft.report.twostage_figures import grid_figures
 from edgeft.report.twostage_runs import (
+    LOSS_GAP,
     agreement,
     agreement_markdown,
     budget_figures,
@@ -88,6 +89,12 @@ def twostage_section(out: Path, quick: bool = False, seed: int = 0,
                   "The constants (measured per shift, docs/twostage.md §10.2):", "",
                   constants_markdown(runs_dir), "",
                   runs_markdown(runs), "", agreement_markdown(agree), ""]
+        gap = agreement(runs, predictor=LOSS_GAP)
+        if gap["runs"] >= 3:  # the bound's loss-gap companion (docs/twostage.md §3.6)
+            lines += ["The bound's loss-gap companion (docs/twostage.md §3.6: the same "
+                      "constants, F also PL with the measured mu_F; a prediction of the final "
+                      "task loss, not the design criterion):", "",
+                      agreement_markdown(gap, limit=4, what="the loss-gap bound"), ""]
         lines += [f"![bound and loss against the {p.stem.split('_')[-1]} budget]({p.name})"
                   for p in figs]
     lines.append(f"\n(This section: {time.perf_counter() - start:.1f} s; data `{GRID_CSV}`.)\n")

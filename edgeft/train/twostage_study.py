@@ -38,7 +38,8 @@ from edgeft.train.models import add_lora, load_classifier
 from edgeft.train.shift import shifted_split
 from edgeft.train.twostage_config import TwoStageTrainConfig
 from edgeft.train.twostage_run import TwoStagePlan, run_two_stages, task_objective
-from edgeft.twostage.bound import PRESETS, BoundConstants
+from edgeft.twostage.bound import PRESETS, BoundConstants, loss_gap_bound
+from edgeft.twostage.estimate import pl_constant
 from edgeft.twostage.problem import Budgets, TwoStageProblem
 from edgeft.twostage.schemes import SCHEMES
 from edgeft.twostage.search import BudgetInfeasible
@@ -139,7 +140,11 @@ class Study:
         path = folder / CONSTANTS_FILE
         if path.is_file():
             saved = read_json(path, "constants")
-            return BoundConstants(**saved["constants"]), saved
+            known = dict(saved["constants"])
+            if known.get("task_pl_constant") is None:  # measured before §3.6: from its points
+                known["task_pl_constant"] = task_pl_constant(saved["points"],
+                                                             known["smoothness"])
+            return BoundConstants(**known), saved
         split, shards = self.split(shift)
         saved = measure_constants(self.blocks(), self.train, split.server, shards, self.loop,
                                   self.cfg, folder / "probe", self.progress)
@@ -207,6 +212,7 @@ def measure_constants(blocks, train, server, shards, loop: LoopConfig,
     values = {k: v.as_dict() for k, v in points.items()}
     ll = max(l_general, l_task)
     mu = min(ll, min(v["pl_ratio"] for v in values.values()))
+    mu_task = task_pl_constant(values, ll)
     start = values["start"]
     constants = BoundConstants(
         smoothness=ll, pl_constant=mu, initial_gap=start["general_loss"],
@@ -214,10 +220,21 @@ def measure_constants(blocks, train, server, shards, loop: LoopConfig,
         device_variance=max(v["task_variance"] for v in values.values()),
         heterogeneity=max(v["heterogeneity"] for v in values.values()),
         shift=max(v["loss_gap"] for v in values.values()), server_step=1.0 / ll,
-        task_initial_gap=start["task_loss"])
+        task_initial_gap=start["task_loss"], task_pl_constant=mu_task)
     return {"constants": constants.as_dict(), "points": values,
             "smoothness": {"general": l_general, "task": l_task},
             "probe_steps": cfg.probe_steps, "measure_examples": n}
+
+
+def task_pl_constant(points: dict, smoothness: float) -> float | None:
+    """``mu_F`` (docs/twostage.md §3.6): :func:`edgeft.twostage.estimate.pl_constant` of the
+    task objective over the measured points (F's lower bound 0), at most L; None when no
+    point has a positive task loss."""
+    pts = [p for p in points.values() if p["task_loss"] > 0]
+    if not pts:
+        return None
+    return min(smoothness, pl_constant([p["task_grad_sq"] for p in pts],
+                                       [p["task_loss"] for p in pts]))
 
 
 def check_study(out: Path, cfg: TwoStageTrainConfig) -> None:
@@ -271,6 +288,11 @@ def run_study(cfg: TwoStageTrainConfig, out, command: str = "", progress: bool =
                         f"{list(plan.device_batches)}" if plan.rounds else "N 0")
                 log(f"shift {shift:g} {name}: {pre}, {fine}, bound {design.bound:.4g}")
                 result = study.run(shift, plan, order)
+                if constants.task_pl_constant is not None:  # §3.6, for the report
+                    row["loss_gap_bound"] = loss_gap_bound(
+                        constants, plan.pretrain_steps, plan.rounds, plan.server_batch,
+                        plan.device_batches, plan.local_steps,
+                        design.device_step if plan.rounds else None)
                 rows.append({**row, "bound": design.bound, "terms": dict(design.terms),
                              "iterations": plan.pretrain_steps,
                              "server_batch": plan.server_batch if plan.pretrain_steps else 0,
@@ -310,4 +332,4 @@ def merge_summary(out: Path, rows: list[dict], command: str) -> dict:
 
 def _commands(path: Path, command: str) -> list[str]:
     old = read_json(path, "summary").get("commands", []) if path.is_file() else []
-    return old + [command] if command else old
+    return old + [command] if command and command not in old else old  # a rerun: once

@@ -18,6 +18,10 @@ general and the task data, Lambda the loss's Lipschitz constant in the data), so
   (:func:`finetune_bound`).
 - N = 0 (§3.4): ``||grad F(w_M)||^2 <= 2 L (Phi_1 + 2 Lambda W)``; the bound of a design is
   ``min(2 L (Phi_1 + 2 Lambda W), J)`` (:func:`bound`), so more rounds never raise it.
+- The loss-gap companion (§3.6), with F mu_F-PL as well: stage 2's last iterate has
+  ``F - F* <= r^T gap + (1 - r^T) (L eta sigma^2 h / K^2 + L^2 D) / (2 mu_F)``, ``r = 1 -
+  eta mu_F``, T = N E (:func:`loss_gap_bound`): a report's prediction of the final task loss,
+  not the design criterion.
 
 Everything broadcasts like NumPy.
 """
@@ -53,6 +57,7 @@ class BoundConstants:
     shift: float = 0.5  # Lambda W >= sup_w |F(w) - G(w)|, loss units
     server_step: float = 0.2  # eta_s, pre-training's SGD step (<= 1 / L)
     task_initial_gap: float | None = None  # Delta_F = F(w_0) - F*, loss units (None: unknown)
+    task_pl_constant: float | None = None  # mu_F: ||grad F||^2 >= 2 mu_F (F - F*) (§3.6)
 
     def __post_init__(self):
         checks.positive("smoothness", self.smoothness)
@@ -66,6 +71,11 @@ class BoundConstants:
         checks.positive("server_step", self.server_step)
         if self.task_initial_gap is not None:
             checks.non_negative("task_initial_gap", self.task_initial_gap)
+        if self.task_pl_constant is not None:
+            checks.positive("task_pl_constant", self.task_pl_constant)
+            if self.task_pl_constant > self.smoothness:
+                raise InputError("task_pl_constant", self.task_pl_constant,
+                                 f"at most the smoothness ({self.smoothness:g}): mu_F <= L")
         if self.server_step * self.smoothness > 1.0 + 1e-12:
             raise InputError("server_step", self.server_step,
                              f"a step of at most 1 / smoothness = {1 / self.smoothness:g}")
@@ -261,6 +271,47 @@ def bound_terms(c: BoundConstants, iterations: int, rounds: int, server_batch,
         out.update(optimisation=float(a / device_step), variance=float(b * device_step),
                    drift=float(cc * device_step**2))
     return out
+
+
+def loss_gap_bound(c: BoundConstants, iterations: int, rounds: int, server_batch,
+                   device_batches, local_steps: int, device_step: float | None = None) -> float:
+    """The bound on the task gap ``F(x_T) - F*`` of the design's last model (docs/twostage.md
+    §3.6), with F ``mu_F``-PL (``c.task_pl_constant``) besides §3.1's assumptions:
+    ``gap = Phi_1 + 2 Lambda W`` at N = 0 (the pre-trained model itself), else
+    ``r^T gap + (1 - r^T) (B eta + L^2 D) / (2 mu_F)`` with ``r = 1 - eta mu_F``, T = N E,
+    ``B eta = L eta sigma^2 h / K^2`` (h = sum_k 1/B_k) and ``D`` the largest client drift of
+    a step, ``(2 eta^2 (E-1) sigma^2 h / K + 4 eta^2 (E-1)^2 zeta^2) / (1 - 4 eta^2 L^2
+    (E-1)^2)``, at ``device_step`` (None: the step that minimises J, :func:`optimal_step`,
+    which the design runs).
+
+    >>> c = BoundConstants(heterogeneity=0.0, device_variance=0.0, task_pl_constant=0.05)
+    >>> g = float(start_gap(c, 0, 0))
+    >>> round(loss_gap_bound(c, 0, 10, 0, [16] * 4, 5, device_step=0.1) / g, 6)  # r^T
+    0.778313
+    """
+    if c.task_pl_constant is None:
+        raise InputError("task_pl_constant", None, "the task objective's PL constant mu_F "
+                         "(measured by edgeft twostage train; docs/twostage.md §3.6)")
+    gap = float(start_gap(c, iterations, server_batch))
+    if rounds == 0:
+        return gap
+    batches = np.asarray(device_batches, dtype=float)
+    k, e, ll = float(batches.size), float(local_steps), c.smoothness
+    h = float(np.sum(1.0 / batches))
+    eta_max = c.max_device_step(local_steps)
+    if device_step is None:
+        a, b, cc = step_coefficients(c, gap, rounds, local_steps, batches.size, h)
+        device_step = float(optimal_step(a, b, cc, eta_max))
+    elif not 0 < device_step <= eta_max * (1 + 1e-12):
+        raise InputError("device_step", device_step, f"a step in (0, {eta_max:g}] = "
+                         "(0, 1 / (2 L E)]")
+    eta, mu = float(device_step), c.task_pl_constant
+    drift = ((2 * eta**2 * (e - 1) * c.device_variance * h / k
+              + 4 * eta**2 * (e - 1) ** 2 * c.heterogeneity)
+             / (1 - 4 * eta**2 * ll**2 * (e - 1) ** 2))
+    floor = (ll * eta * c.device_variance * h / k**2 + ll**2 * drift) / (2 * mu)
+    r = (1.0 - eta * mu) ** (rounds * e)
+    return float(r * gap + (1.0 - r) * floor)
 
 
 def constants_json(c: BoundConstants) -> str:
