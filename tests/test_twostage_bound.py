@@ -186,11 +186,21 @@ def test_the_loss_gap_bound_by_hand():
     phi1 = rho**m * 1.0 + (1 - rho**m) * 2.0 * 0.4 * 3.0 / (2 * 0.1 * 32)
     gap = phi1 + 2 * 0.2
     h = 1 / 8 + 1 / 16 + 1 / 32
-    drift = (2 * eta**2 * 3 * 1.5 * h / 3 + 4 * eta**2 * 9 * 0.4) / (1 - 4 * eta**2 * 4 * 9)
-    floor = (2.0 * eta * 1.5 * h / 9 + 4.0 * drift) / (2 * 0.3)
-    r = (1 - eta * 0.3) ** (n * e)
-    assert loss_gap_bound(c, m, n, bs, bk, e, eta) == pytest.approx(r * gap + (1 - r) * floor,
-                                                                   rel=1e-12)
+    # the recursion e_{t+1} <= (1 - eta mu_F) e_t + (eta L^2 / 2) D_t + (L eta^2 / 2) sigma^2 h
+    # / K^2, each round's drift sum at most E Dbar, summed directly over the T = N E steps
+    dbar = 2 * eta**2 * 1.5 * 3 * h / 3 + 8 / 3 * eta**2 * 0.4 * 4 * 3
+    x = gap
+    for _ in range(n):
+        for _ in range(e):  # the round's drift all charged to its last step: the worst case
+            x = (1 - eta * 0.3) * x + 2.0 * eta**2 / 2 * 1.5 * h / 9
+        x += eta * 4.0 / 2 * e * dbar
+    direct = x
+    got = loss_gap_bound(c, m, n, bs, bk, e, eta)
+    r = 1 - eta * 0.3
+    closed = r ** (n * e) * gap + (1 - r ** (n * e)) * (
+        2.0 * eta * 1.5 * h / (2 * 0.3 * 9) + 4.0 * eta * e * dbar / (2 * (1 - r**e)))
+    assert got == pytest.approx(closed, rel=1e-12)
+    assert direct <= got * (1 + 1e-12)  # the recursion never exceeds the closed form
     assert loss_gap_bound(c, m, 0, bs, [], e) == pytest.approx(gap, rel=1e-12)  # N = 0
 
 

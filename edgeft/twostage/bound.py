@@ -19,9 +19,9 @@ general and the task data, Lambda the loss's Lipschitz constant in the data), so
 - N = 0 (§3.4): ``||grad F(w_M)||^2 <= 2 L (Phi_1 + 2 Lambda W)``; the bound of a design is
   ``min(2 L (Phi_1 + 2 Lambda W), J)`` (:func:`bound`), so more rounds never raise it.
 - The loss-gap companion (§3.6), with F mu_F-PL as well: stage 2's last iterate has
-  ``F - F* <= r^T gap + (1 - r^T) (L eta sigma^2 h / K^2 + L^2 D) / (2 mu_F)``, ``r = 1 -
-  eta mu_F``, T = N E (:func:`loss_gap_bound`): a report's prediction of the final task loss,
-  not the design criterion.
+  ``F - F* <= r^T gap + (1 - r^T) floor``, ``r = 1 - eta mu_F``, T = N E
+  (:func:`loss_gap_bound`): a report's prediction of the final task loss, not the design
+  criterion.
 
 Everything broadcasts like NumPy.
 """
@@ -278,11 +278,13 @@ def loss_gap_bound(c: BoundConstants, iterations: int, rounds: int, server_batch
     """The bound on the task gap ``F(x_T) - F*`` of the design's last model (docs/twostage.md
     §3.6), with F ``mu_F``-PL (``c.task_pl_constant``) besides §3.1's assumptions:
     ``gap = Phi_1 + 2 Lambda W`` at N = 0 (the pre-trained model itself), else
-    ``r^T gap + (1 - r^T) (B eta + L^2 D) / (2 mu_F)`` with ``r = 1 - eta mu_F``, T = N E,
-    ``B eta = L eta sigma^2 h / K^2`` (h = sum_k 1/B_k) and ``D`` the largest client drift of
-    a step, ``(2 eta^2 (E-1) sigma^2 h / K + 4 eta^2 (E-1)^2 zeta^2) / (1 - 4 eta^2 L^2
-    (E-1)^2)``, at ``device_step`` (None: the step that minimises J, :func:`optimal_step`,
-    which the design runs).
+
+        r^T gap + (1 - r^T) (L eta sigma^2 h / (2 mu_F K^2) + L^2 eta E Dbar / (2 (1 - r^E)))
+
+    with ``r = 1 - eta mu_F``, T = N E, h = sum_k 1/B_k and ``Dbar = 2 eta^2 sigma^2 (E-1) h/K
+    + (8/3) eta^2 zeta^2 E (E-1)`` §3.3's bound on a round's mean client drift, at
+    ``device_step`` (None: the step that minimises J, :func:`optimal_step`, which the design
+    runs).
 
     >>> c = BoundConstants(heterogeneity=0.0, device_variance=0.0, task_pl_constant=0.05)
     >>> g = float(start_gap(c, 0, 0))
@@ -306,12 +308,13 @@ def loss_gap_bound(c: BoundConstants, iterations: int, rounds: int, server_batch
         raise InputError("device_step", device_step, f"a step in (0, {eta_max:g}] = "
                          "(0, 1 / (2 L E)]")
     eta, mu = float(device_step), c.task_pl_constant
-    drift = ((2 * eta**2 * (e - 1) * c.device_variance * h / k
-              + 4 * eta**2 * (e - 1) ** 2 * c.heterogeneity)
-             / (1 - 4 * eta**2 * ll**2 * (e - 1) ** 2))
-    floor = (ll * eta * c.device_variance * h / k**2 + ll**2 * drift) / (2 * mu)
-    r = (1.0 - eta * mu) ** (rounds * e)
-    return float(r * gap + (1.0 - r) * floor)
+    drift = (2 * eta**2 * c.device_variance * (e - 1) * h / k
+             + (8.0 / 3.0) * eta**2 * c.heterogeneity * e * (e - 1))
+    r = 1.0 - eta * mu
+    floor = (ll * eta * c.device_variance * h / (2 * mu * k**2)
+             + ll**2 * eta * e * drift / (2 * (1.0 - r**e)))
+    rt = r ** (rounds * e)
+    return float(rt * gap + (1.0 - rt) * floor)
 
 
 def constants_json(c: BoundConstants) -> str:
