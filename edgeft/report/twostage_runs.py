@@ -131,7 +131,7 @@ def agreement_markdown(agree: dict, limit: int = 8, what: str = "bound") -> str:
     name)."""
     if agree["runs"] < 3:
         return "Fewer than three distinct runs: no rank correlation."
-    lines = [f"Spearman rank correlation of {what} and measured task loss over "
+    lines = [f"Spearman rank correlation of the {what} and measured task loss over "
              f"{agree['runs']} distinct (design, shift) points from "
              f"{agree['trainings']} trainings (a run without pre-training serves every shift, "
              f"so the p-value's independence is approximate): **{agree['spearman']:.3f}** "
@@ -139,8 +139,8 @@ def agreement_markdown(agree: dict, limit: int = 8, what: str = "bound") -> str:
              + ", ".join(f"{s:g}: {v['spearman']:.3f} ({v['runs']} runs)"
                          for s, v in agree["per_shift"].items()) + "."]
     d = agree["discordant"]
-    lines.append(f"{len(d)} of {agree['pairs']} pairs ordered differently by {what} and loss"
-                 + (f"; the {min(limit, len(d))} largest:" if d else "."))
+    lines.append(f"{len(d)} of {agree['pairs']} pairs ordered differently by the {what} and "
+                 "the loss" + (f"; the {min(limit, len(d))} largest:" if d else "."))
     for p in d[:limit]:
         lines.append(f"- {p['lower_bound']} has the lower {what} ({p['bound'][0]:.4g} < "
                      f"{p['bound'][1]:.4g}) but the higher loss than {p['higher_bound']} "

@@ -94,7 +94,7 @@ def twostage_section(out: Path, quick: bool = False, seed: int = 0,
             lines += ["The bound's loss-gap companion (docs/twostage.md §3.6: the same "
                       "constants, F also PL with the measured mu_F; a prediction of the final "
                       "task loss, not the design criterion):", "",
-                      agreement_markdown(gap, limit=4, what="the loss-gap bound"), ""]
+                      agreement_markdown(gap, limit=4, what="loss-gap bound"), ""]
         lines += [f"![bound and loss against the {p.stem.split('_')[-1]} budget]({p.name})"
                   for p in figs]
     lines.append(f"\n(This section: {time.perf_counter() - start:.1f} s; data `{GRID_CSV}`.)\n")
