@@ -144,9 +144,9 @@ def test_scenario_takes_the_preset(tmp_path, capsys):
 
 def test_reproduce_takes_the_preset(tmp_path, capsys):
     out = tmp_path / "r"
-    code, _, err = _run(capsys, ["reproduce", "--quick", "--no-sft", "--rounds", "4",
-                                 "--preset", "paper-fit", "--no-progress", "--out", str(out),
-                                 "--workers", "1"])
+    code, _, err = _run(capsys, ["reproduce", "--quick", "--no-sft", "--no-twostage",
+                                 "--rounds", "4", "--preset", "paper-fit", "--no-progress",
+                                 "--out", str(out), "--workers", "1"])
     assert code == 0, err
     report = (out / "report.md").read_text()
     fitted = preset_config("paper-fit")

@@ -343,8 +343,9 @@ def test_a_scenario_is_not_a_profile_and_a_profile_sets_the_block_count(tmp_path
 
 
 def test_reproduce_with_no_feasible_round_writes_everything_and_says_so(tmp_path, capsys):
-    code, out, err = run(capsys, ["reproduce", "--quick", "--no-progress", "--rounds", "6",
-                                  "--availability", "0.3", "--out", tmp_path])
+    code, out, err = run(capsys, ["reproduce", "--quick", "--no-progress", "--no-sft",
+                                  "--no-twostage", "--rounds", "6", "--availability", "0.3",
+                                  "--out", tmp_path])
     assert code == 0 and "infeasible for all" in err
     deft = [p for p in tmp_path.iterdir()  # DEFT's study (not SFT's or the two-stage one's)
             if not p.name.startswith(("sft_", "twostage_"))]

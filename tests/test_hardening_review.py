@@ -260,8 +260,8 @@ def test_a_failed_figure_write_names_the_figure(tmp_path, capsys, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Figure, "savefig", full)
-    code, err = run(capsys, ["reproduce", "--quick", "--no-progress", "--rounds", "3",
-                             "--out", tmp_path])
+    code, err = run(capsys, ["reproduce", "--quick", "--no-progress", "--no-sft",
+                             "--no-twostage", "--rounds", "3", "--out", tmp_path])
     line = one_line(err)
     assert code == 2 and ".png: No space left on device" in line, line
 

@@ -32,8 +32,8 @@ def test_reproduce_appends_table_i_and_fig7_from_finished_studies(tmp_path, caps
            [0.5, 0.88], pooling="mean", head_lr_scale=25.0, class_weights="balanced",
            lora_r=4, lora_targets=["query", "key", "value", "dense"])
     out = tmp_path / "report"
-    assert main(["reproduce", "--quick", "--no-progress", "--rounds", "4", "--out", str(out),
-                 "--finetune-runs", str(runs)]) == 0
+    assert main(["reproduce", "--quick", "--no-progress", "--no-sft", "--no-twostage",
+                 "--rounds", "4", "--out", str(out), "--finetune-runs", str(runs)]) == 0
     text = (out / "report.md").read_text()
     section = text[text.index("## Fine-tuning"):]
     assert "all-MiniLM-L6-v2" in section and "/data/glue" in section
