@@ -171,6 +171,17 @@ def test_analytic_profile_options(tmp_path, capsys, monkeypatch, flag, value):
 @given(st.sampled_from(["--rounds", "--seed", "--devices", "--snr-db", "--memory-spread",
                         "--availability", "--workers", "--scenario", "--out"]), VALUES)
 def test_reproduce_options(tmp_path, capsys, monkeypatch, flag, value):
+    """DEFT's study (the SFT and two-stage sections have their own case below)."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["reproduce", "--quick", "--no-progress", "--no-sft", "--no-twostage", "--rounds",
+            "3", "--workers", "1", "--out", "r", f"{flag}={value}"]
+    answer(capsys, argv, seconds=60)
+
+
+@fuzz(15)
+@given(st.sampled_from(["--seed", "--devices", "--snr-db", "--scenario"]), VALUES)
+def test_reproduce_options_reach_every_section(tmp_path, capsys, monkeypatch, flag, value):
+    """The flags the SFT and two-stage sections also read, through the whole report."""
     monkeypatch.chdir(tmp_path)
     argv = ["reproduce", "--quick", "--no-progress", "--rounds", "3", "--workers", "1",
             "--out", "r", f"{flag}={value}"]
