@@ -247,13 +247,19 @@ def bound(c: BoundConstants, iterations: int, rounds: int, server_batch, device_
     batches = np.asarray(device_batches, dtype=float)
     a, b, cc = step_coefficients(c, gap, rounds, local_steps, batches.size,
                                  np.sum(1.0 / batches))
+    device_step = _device_step(c, a, b, cc, local_steps, device_step)
+    return min(without, float(finetune_bound(a, b, cc, device_step)))
+
+
+def _device_step(c: BoundConstants, a, b, cc, local_steps: int, device_step) -> float:
+    """``device_step`` checked against ``(0, 1 / (2 L E)]``, or J's best step when None."""
     eta_max = c.max_device_step(local_steps)
     if device_step is None:
-        device_step = float(optimal_step(a, b, cc, eta_max))
-    elif not 0 < device_step <= eta_max * (1 + 1e-12):
+        return float(optimal_step(a, b, cc, eta_max))
+    if not 0 < device_step <= eta_max * (1 + 1e-12):
         raise InputError("device_step", device_step, f"a step in (0, {eta_max:g}] = "
                          "(0, 1 / (2 L E)]")
-    return min(without, float(finetune_bound(a, b, cc, device_step)))
+    return float(device_step)
 
 
 def bound_terms(c: BoundConstants, iterations: int, rounds: int, server_batch,
@@ -300,14 +306,8 @@ def loss_gap_bound(c: BoundConstants, iterations: int, rounds: int, server_batch
     batches = np.asarray(device_batches, dtype=float)
     k, e, ll = float(batches.size), float(local_steps), c.smoothness
     h = float(np.sum(1.0 / batches))
-    eta_max = c.max_device_step(local_steps)
-    if device_step is None:
-        a, b, cc = step_coefficients(c, gap, rounds, local_steps, batches.size, h)
-        device_step = float(optimal_step(a, b, cc, eta_max))
-    elif not 0 < device_step <= eta_max * (1 + 1e-12):
-        raise InputError("device_step", device_step, f"a step in (0, {eta_max:g}] = "
-                         "(0, 1 / (2 L E)]")
-    eta, mu = float(device_step), c.task_pl_constant
+    a, b, cc = step_coefficients(c, gap, rounds, local_steps, batches.size, h)
+    eta, mu = _device_step(c, a, b, cc, local_steps, device_step), c.task_pl_constant
     drift = (2 * eta**2 * c.device_variance * (e - 1) * h / k
              + (8.0 / 3.0) * eta**2 * c.heterogeneity * e * (e - 1))
     r = 1.0 - eta * mu
