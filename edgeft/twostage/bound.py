@@ -103,13 +103,14 @@ class BoundConstants:
 
 
 PRESETS = {
-    "study": BoundConstants(),
-    "small-shift": BoundConstants(shift=0.05),
-    "large-shift": BoundConstants(shift=5.0),
+    "study": BoundConstants(task_pl_constant=0.05),
+    "small-shift": BoundConstants(shift=0.05, task_pl_constant=0.05),
+    "large-shift": BoundConstants(shift=5.0, task_pl_constant=0.05),
 }
 """Named constants for studies (docs/twostage.md §4.2). ``study``: normalised values (L = 1)
-under which both stages and the batch sizes matter; ``small-shift``/``large-shift`` the same
-with the general data close to, or far from, the task data. Constants measured on a real model
+under which both stages and the batch sizes matter, F as PL as G (mu_F = mu, for the
+loss-gap criterion); ``small-shift``/``large-shift`` the same with the general data close to,
+or far from, the task data. Constants measured on a real model
 (:func:`edgeft.twostage.estimate.constants_from_measurements`) replace them."""
 
 
@@ -284,37 +285,156 @@ def loss_gap_bound(c: BoundConstants, iterations: int, rounds: int, server_batch
     """The bound on the task gap ``F(x_T) - F*`` of the design's last model (docs/twostage.md
     §3.6), with F ``mu_F``-PL (``c.task_pl_constant``) besides §3.1's assumptions:
     ``gap = Phi_1 + 2 Lambda W`` at N = 0 (the pre-trained model itself), else
-
-        r^T gap + (1 - r^T) (L eta sigma^2 h / (2 mu_F K^2) + L^2 eta E Dbar / (2 (1 - r^E)))
-
-    with ``r = 1 - eta mu_F``, T = N E, h = sum_k 1/B_k and ``Dbar = 2 eta^2 sigma^2 (E-1) h/K
-    + (8/3) eta^2 zeta^2 E (E-1)`` §3.3's bound on a round's mean client drift, at
-    ``device_step`` (None: the step that minimises J, :func:`optimal_step`, which the design
-    runs).
+    :func:`loss_gap_value` at ``device_step`` (None: the step that minimises J,
+    :func:`optimal_step`, which a design of the ``gradient`` criterion runs).
 
     >>> c = BoundConstants(heterogeneity=0.0, device_variance=0.0, task_pl_constant=0.05)
     >>> g = float(start_gap(c, 0, 0))
     >>> round(loss_gap_bound(c, 0, 10, 0, [16] * 4, 5, device_step=0.1) / g, 6)  # r^T
     0.778313
     """
-    if c.task_pl_constant is None:
-        raise InputError("task_pl_constant", None, "the task objective's PL constant mu_F "
-                         "(measured by edgeft twostage train; docs/twostage.md §3.6)")
+    _need_task_pl(c)
     gap = float(start_gap(c, iterations, server_batch))
     if rounds == 0:
         return gap
     batches = np.asarray(device_batches, dtype=float)
-    k, e, ll = float(batches.size), float(local_steps), c.smoothness
     h = float(np.sum(1.0 / batches))
     a, b, cc = step_coefficients(c, gap, rounds, local_steps, batches.size, h)
-    eta, mu = _device_step(c, a, b, cc, local_steps, device_step), c.task_pl_constant
+    eta = _device_step(c, a, b, cc, local_steps, device_step)
+    return float(loss_gap_value(c, gap, rounds, local_steps, batches.size, h, eta))
+
+
+def _need_task_pl(c: BoundConstants) -> None:
+    if c.task_pl_constant is None:
+        raise InputError("task_pl_constant", None, "the task objective's PL constant mu_F "
+                         "(measured by edgeft twostage train; docs/twostage.md §3.6)")
+
+
+def loss_gap_value(c: BoundConstants, gap, rounds, local_steps: int, num_devices: int,
+                   harmonic_batch, eta):
+    """(3.6) of docs/twostage.md, broadcasting:
+    ``r^T gap + (1 - r^T) (L eta sigma^2 h / (2 mu_F K^2) + L^2 eta E Dbar / (2 (1 - r^E)))``
+    with ``r = 1 - eta mu_F``, T = N E, h = sum_k 1/B_k and
+    ``Dbar = 2 eta^2 sigma^2 (E-1) h/K + (8/3) eta^2 zeta^2 E (E-1)`` (§3.3's bound on a
+    round's mean client drift)."""
+    e, k, ll, mu = float(local_steps), float(num_devices), c.smoothness, c.task_pl_constant
+    h = np.asarray(harmonic_batch, dtype=float)
+    eta = np.asarray(eta, dtype=float)
     drift = (2 * eta**2 * c.device_variance * (e - 1) * h / k
              + (8.0 / 3.0) * eta**2 * c.heterogeneity * e * (e - 1))
     r = 1.0 - eta * mu
     floor = (ll * eta * c.device_variance * h / (2 * mu * k**2)
              + ll**2 * eta * e * drift / (2 * (1.0 - r**e)))
-    rt = r ** (rounds * e)
-    return float(rt * gap + (1.0 - rt) * floor)
+    rt = r ** (np.asarray(rounds, dtype=float) * e)
+    return rt * np.asarray(gap, dtype=float) + (1.0 - rt) * floor
+
+
+LOSS_GAP_GRID = 41  # log-spaced steps over (1e-6, 1] x 1/(2LE) before the golden section
+LOSS_GAP_SECTIONS = 40  # golden-section steps in log eta (bracket 0.69 -> about 3e-9)
+
+
+def loss_gap_step(c: BoundConstants, gap, rounds, local_steps: int, num_devices: int,
+                  harmonic_batch):
+    """``(value, eta)``: the least :func:`loss_gap_value` over ``eta`` in
+    ``(0, 1 / (2 L E)]`` (docs/twostage.md §3.6), broadcasting. No closed form: a log grid of
+    :data:`LOSS_GAP_GRID` steps from ``1e-6`` of the cap to the cap, then a golden section in
+    log eta between the best grid step's neighbours (the tests compare it with a dense grid).
+    Below the grid's least step the value only approaches ``gap``, which the criterion's min
+    with N = 0 keeps."""
+    _need_task_pl(c)
+    cap = c.max_device_step(local_steps)
+    shape = np.broadcast_shapes(np.shape(gap), np.shape(rounds), np.shape(harmonic_batch))
+    gap, rounds, h = (np.broadcast_to(np.asarray(v, dtype=float), shape)[..., None]
+                      for v in (gap, rounds, harmonic_batch))
+    logs = np.log(cap) + np.linspace(np.log(1e-6), 0.0, LOSS_GAP_GRID)
+
+    def f(log_eta):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            v = loss_gap_value(c, gap, rounds, local_steps, num_devices, h, np.exp(log_eta))
+        return np.where(np.isnan(v), np.inf, v)
+
+    values = f(np.broadcast_to(logs, shape + (LOSS_GAP_GRID,)))
+    i = np.argmin(values, axis=-1)[..., None]
+    lo = logs[np.maximum(i - 1, 0)]
+    hi = logs[np.minimum(i + 1, LOSS_GAP_GRID - 1)]
+    best_v = np.take_along_axis(values, i, axis=-1)
+    best_x = logs[i]
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(LOSS_GAP_SECTIONS):  # one new value a step: the point the bracket keeps
+        left = f1 <= f2  # the minimum is in [lo, x2]: x1 becomes x2, a new x1
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        new = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
+        f_new = f(new)
+        x1, x2, f1, f2 = (np.where(left, new, x2), np.where(left, x1, new),
+                          np.where(left, f_new, f2), np.where(left, f1, f_new))
+    for x, v in ((x1, f1), (x2, f2)):
+        better = v < best_v
+        best_x, best_v = np.where(better, x, best_x), np.where(better, v, best_v)
+    return best_v[..., 0], np.exp(best_x[..., 0])
+
+
+CRITERIA = ("gradient", "loss-gap")
+"""What a design minimises (docs/twostage.md §3.7): ``gradient`` the bound on the average
+squared gradient norm (3.4), the default; ``loss-gap`` the last model's task gap (3.6), which
+needs ``task_pl_constant``."""
+
+
+def check_criterion(criterion: str) -> str:
+    if criterion not in CRITERIA:
+        raise InputError("criterion", criterion, "one of " + ", ".join(CRITERIA))
+    return criterion
+
+
+def criterion_without(c: BoundConstants, criterion: str, gap):
+    """A design without fine-tuning (N = 0) under ``criterion``, from the start gap
+    ``Phi_1 + 2 Lambda W``: ``2 L gap`` (§3.4) or ``gap`` (§3.6)."""
+    if criterion == "gradient":
+        return no_finetune_bound(c, gap)
+    return np.asarray(gap, dtype=float)
+
+
+def criterion_with_rounds(c: BoundConstants, criterion: str, gap, rounds, local_steps: int,
+                          num_devices: int, harmonic_batch):
+    """``(value, eta)`` of a design of N >= 1 rounds under ``criterion`` at its best step,
+    broadcasting: ``min(2 L gap, J)`` at J's best step (3.4), or ``min(gap, (3.6))`` at (3.6)'s
+    best step (:func:`loss_gap_step`)."""
+    without = criterion_without(c, criterion, gap)
+    if criterion == "gradient":
+        a, b, cc = step_coefficients(c, gap, rounds, local_steps, num_devices, harmonic_batch)
+        eta = optimal_step(a, b, cc, c.max_device_step(local_steps))
+        return np.minimum(finetune_bound(a, b, cc, eta), without), eta
+    value, eta = loss_gap_step(c, gap, rounds, local_steps, num_devices, harmonic_batch)
+    return np.minimum(value, without), eta
+
+
+def criterion_step(c: BoundConstants, criterion: str, iterations: int, rounds: int,
+                   server_batch, device_batches, local_steps: int) -> float:
+    """The fine-tuning step a design of ``criterion`` runs (0 when N = 0)."""
+    if rounds == 0:
+        return 0.0
+    batches = np.asarray(device_batches, dtype=float)
+    gap = start_gap(c, iterations, server_batch)
+    _, eta = criterion_with_rounds(c, criterion, gap, rounds, local_steps, batches.size,
+                                   np.sum(1.0 / batches))
+    return float(eta)
+
+
+def criterion_value(c: BoundConstants, criterion: str, iterations: int, rounds: int,
+                    server_batch, device_batches, local_steps: int,
+                    device_step: float | None = None) -> float:
+    """One design's value under ``criterion`` at ``device_step`` (None: the criterion's own
+    best step): :func:`bound` or, for ``loss-gap``, ``min(gap, loss_gap_bound)``."""
+    if criterion == "gradient":
+        return bound(c, iterations, rounds, server_batch, device_batches, local_steps,
+                     device_step)
+    if device_step is None:
+        device_step = criterion_step(c, criterion, iterations, rounds, server_batch,
+                                     device_batches, local_steps) or None
+    value = loss_gap_bound(c, iterations, rounds, server_batch, device_batches, local_steps,
+                           device_step)
+    return min(value, float(start_gap(c, iterations, server_batch)))
 
 
 def constants_json(c: BoundConstants) -> str:

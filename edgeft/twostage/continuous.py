@@ -28,14 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeft.twostage import response
-from edgeft.twostage.bound import (
-    BoundConstants,
-    finetune_bound,
-    gap_after,
-    no_finetune_bound,
-    optimal_step,
-    step_coefficients,
-)
+from edgeft.twostage.bound import BoundConstants, criterion_with_rounds, gap_after
 from edgeft.twostage.policy import Policy
 from edgeft.twostage.problem import Budgets, TwoStageProblem
 
@@ -182,12 +175,9 @@ class Evaluator:
                                               iterations=iterations,
                                               batch=self.server_batch, integer=integer)
         gap = gap_after(c, m, phi)
-        without = no_finetune_bound(c, gap)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            a, b, cc = step_coefficients(c, gap, n_rounds, p.local_steps, p.num_devices,
-                                         harmonic)
-            step = optimal_step(a, b, cc, c.max_device_step(p.local_steps))
-            value = np.minimum(finetune_bound(a, b, cc, step), without)
+            value, step = criterion_with_rounds(c, self.policy.criterion, gap, n_rounds,
+                                                p.local_steps, p.num_devices, harmonic)
         value = np.where(ok & np.isfinite(phi), value, np.inf)
         return Point(int(np.max(n_rounds)), np.broadcast_to(tau, value.shape),
                      np.broadcast_to(lam, value.shape), value, m, bs, t1, e1,

@@ -25,19 +25,20 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
+from edgeft.errors import InputError
 from edgeft.twostage import costs, response
 from edgeft.twostage.bound import (
     BoundConstants,
     bound,
     bound_terms,
+    criterion_step,
+    criterion_value,
     load_constants,
-    optimal_step,
-    start_gap,
-    step_coefficients,
 )
 from edgeft.twostage.continuous import WARM_HALF, Evaluator, sca, solve_rounds
 from edgeft.twostage.policy import Policy
@@ -55,14 +56,22 @@ RESEARCHES = 3  # N searches under converged surrogates, at most
 
 
 def plan(problem: TwoStageProblem, constants: BoundConstants | str, budgets: Budgets,
-         policy: Policy | None = None, scheme: str = "joint") -> Design:
+         policy: Policy | None = None, scheme: str = "joint",
+         criterion: str | None = None) -> Design:
     """The design of least bound under ``budgets`` that ``policy`` allows (docs/twostage.md
-    §5); ``scheme`` names it in the result. Raises
+    §5); ``scheme`` names it in the result; ``criterion`` (None: the policy's, ``gradient``
+    by default) is what it minimises (§3.7). Raises
     :class:`edgeft.twostage.search.BudgetInfeasible` (exit 3) naming the binding budget when
     no design fits."""
     start = time.perf_counter()
     constants = load_constants(constants)
     policy = policy or Policy()
+    if criterion is not None:
+        policy = dataclasses.replace(policy, criterion=criterion)
+    if policy.criterion == "loss-gap" and constants.task_pl_constant is None:
+        raise InputError("task_pl_constant", None, "the task objective's PL constant mu_F in "
+                         "the constants: the loss-gap criterion needs it (docs/twostage.md "
+                         "§3.6)")
     ev = Evaluator(problem, constants, budgets, policy)
 
     # Without fine-tuning (N = 0), then with it (N >= 1) on the maximum-power surrogate
@@ -142,14 +151,11 @@ def finalize(ev: Evaluator, choice: Choice | None, scheme: str, relaxed: float,
             work = iterations * server_batch * p.server_cycles_per_sample
             server_clock = p.server_max_clock_hz if ev.policy.max_clock_power \
                 else min(p.server_max_clock_hz, work / t1)
-    # The fine-tuning step and the bound
-    step = 0.0
-    if rounds:
-        gap = start_gap(c, iterations, server_batch)
-        a, b, cc = step_coefficients(c, gap, rounds, p.local_steps, k, np.sum(1.0 / batch))
-        step = float(optimal_step(a, b, cc, c.max_device_step(p.local_steps)))
-    value = bound(c, iterations, rounds, server_batch, batch, p.local_steps,
-                  step if rounds else None)
+    # The fine-tuning step and the criterion's value (the bound by default)
+    criterion = ev.policy.criterion
+    step = criterion_step(c, criterion, iterations, rounds, server_batch, batch, p.local_steps)
+    value = criterion_value(c, criterion, iterations, rounds, server_batch, batch,
+                            p.local_steps, step if rounds else None)
     terms = bound_terms(c, iterations, rounds, server_batch, batch, p.local_steps, step)
     # Costs from the equations of section 2
     pre_s = float(costs.pretrain_delay_s(iterations, server_batch, p.server_cycles_per_sample,
@@ -173,7 +179,10 @@ def finalize(ev: Evaluator, choice: Choice | None, scheme: str, relaxed: float,
                   device_ids=p.device_ids, device_batch=batch, device_clock_hz=clock,
                   device_power_w=power, bound=float(value), terms=terms, delay_s=delay,
                   energy_j=energy, budgets=budgets, relaxed_bound=float(relaxed),
-                  solve_s=time.perf_counter() - start, excluded=p.excluded)
+                  solve_s=time.perf_counter() - start, excluded=p.excluded,
+                  criterion=criterion,
+                  gradient_bound=float(bound(c, iterations, rounds, server_batch, batch,
+                                             p.local_steps, step if rounds else None)))
 
 
 def integer_batches(ev: Evaluator, choice: Choice) -> tuple[Evaluator, Choice]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from edgeft import checks
 from edgeft.errors import InputError
+from edgeft.twostage.bound import check_criterion
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,9 @@ class Policy:
     - ``stage1_share``: a fixed share of the delay budget (and of the energy budget when it
       counts both stages) for stage 1, the rest for stage 2; None: chosen jointly;
     - ``server_batch`` / ``device_batch``: fixed batches (a device's is capped by its memory);
-    - ``max_clock_power``: every clock and power at its maximum.
+    - ``max_clock_power``: every clock and power at its maximum;
+    - ``criterion``: what the design minimises (:data:`edgeft.twostage.bound.CRITERIA`,
+      docs/twostage.md §3.7): the squared-gradient bound (default) or the loss gap.
     """
 
     pretrain: bool = True
@@ -27,8 +30,10 @@ class Policy:
     server_batch: int | None = None
     device_batch: int | None = None
     max_clock_power: bool = False
+    criterion: str = "gradient"
 
     def __post_init__(self):
+        check_criterion(self.criterion)
         if not (self.pretrain or self.finetune):
             raise InputError("policy", self, "a policy that trains in at least one stage")
         if self.stage1_share is not None:

@@ -31,7 +31,7 @@ class Design:
     device_batch: np.ndarray  # B_k (int)
     device_clock_hz: np.ndarray  # f_k
     device_power_w: np.ndarray  # p_k
-    bound: float
+    bound: float  # the criterion's value (docs/twostage.md §3.7): the bound (3.4) by default
     terms: dict
     delay_s: dict  # pretrain, round, finetune, total
     energy_j: dict  # server, devices_compute, devices_upload, devices, counted
@@ -40,6 +40,8 @@ class Design:
     solve_s: float = 0.0
     excluded: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    criterion: str = "gradient"  # what ``bound`` is: (3.4) ``gradient`` or (3.6) ``loss-gap``
+    gradient_bound: float | None = None  # (3.4) at this design's step, whatever the criterion
 
     def executor_settings(self) -> dict:
         """What the executors run (docs/twostage.md §7): stage 1's iterations, batch, step and
@@ -66,7 +68,9 @@ class Design:
         """The documented JSON form (docs/twostage.md §7)."""
         return {
             "scheme": self.scheme,
+            "criterion": self.criterion,
             "bound": self.bound,
+            "gradient_bound": self.gradient_bound,
             "relaxed_bound": self.relaxed_bound,
             "terms": dict(self.terms),
             "pretrain": {"iterations": self.iterations, "batch_size": self.server_batch,

@@ -46,9 +46,10 @@ class Scheme:
             raise InputError("policy", self.policy, "an edgeft.twostage.policy.Policy")
 
     def plan(self, problem: TwoStageProblem, constants: BoundConstants | str,
-             budgets: Budgets) -> Design:
-        """This scheme's design (:func:`edgeft.twostage.design.plan`)."""
-        return plan(problem, constants, budgets, self.policy, self.name)
+             budgets: Budgets, criterion: str | None = None) -> Design:
+        """This scheme's design (:func:`edgeft.twostage.design.plan`) minimising
+        ``criterion`` (None: the policy's, ``gradient`` by default)."""
+        return plan(problem, constants, budgets, self.policy, self.name, criterion)
 
 
 _SCHEMES = Registry(Scheme, "edgeft.twostage.schemes.Scheme")

@@ -28,13 +28,7 @@ import numpy as np
 
 from edgeft.errors import InfeasibleError
 from edgeft.twostage import response
-from edgeft.twostage.bound import (
-    finetune_bound,
-    no_finetune_bound,
-    optimal_step,
-    pretrain_gap,
-    step_coefficients,
-)
+from edgeft.twostage.bound import criterion_with_rounds, criterion_without, pretrain_gap
 from edgeft.twostage.continuous import WARM_HALF, Evaluator, Point, solve_rounds
 
 TABLE_TAUS = 24
@@ -75,7 +69,8 @@ def pretrain_only(ev: Evaluator, integer: bool = False) -> Point:
                                           batch=ev.server_batch, integer=integer,
                                           least=1)
     gap = phi + 2.0 * ev.constants.shift
-    value = np.where(np.isfinite(phi), no_finetune_bound(ev.constants, gap), np.inf)
+    value = np.where(np.isfinite(phi),
+                     criterion_without(ev.constants, ev.policy.criterion, gap), np.inf)
     zero = np.zeros(1)
     return Point(0, zero, zero, value, m, bs, np.array([t1]), np.array([e1]), zero,
                  np.full(1, np.inf), zero, gap)
@@ -131,17 +126,18 @@ def rounds_grid(n_max: int) -> np.ndarray:
 def lower_bound(ev: Evaluator, rounds) -> np.ndarray:
     """A lower bound on the bound of any design of N rounds (docs/twostage.md §5.5): stage 1's
     gap at its floor ``min(Delta_G, c / B_s,max)`` (what unlimited pre-training reaches) and
-    every device at its largest batch."""
+    every device at its largest batch. Valid for either criterion: both grow with the start gap
+    and with ``sum_k 1/B_k`` at every step (docs/twostage.md §3.7)."""
     c, p = ev.constants, ev.problem
     at_start = float(pretrain_gap(c, 0, 1))
     floor_gap = min(at_start, float(pretrain_gap(c, 10**9, p.server_max_batch))) \
         if ev.policy.pretrain else at_start
     gap = floor_gap + 2 * c.shift
     batches = p.max_batch if ev.device_batch is None else ev.device_batch
-    a, b, cc = step_coefficients(c, gap, np.asarray(rounds, dtype=float), p.local_steps,
-                                 p.num_devices, np.sum(1.0 / batches))
-    eta = optimal_step(a, b, cc, c.max_device_step(p.local_steps))
-    return np.minimum(finetune_bound(a, b, cc, eta), no_finetune_bound(c, gap))
+    value, _ = criterion_with_rounds(c, ev.policy.criterion, gap,
+                                     np.asarray(rounds, dtype=float), p.local_steps,
+                                     p.num_devices, np.sum(1.0 / batches))
+    return value
 
 
 def screen(ev: Evaluator, rounds: np.ndarray):
