@@ -77,3 +77,25 @@ def test_a_folder_without_a_study_exits_2_naming_the_flag(tmp_path, capsys):
                  "--twostage-runs", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "--twostage-runs" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_the_section_reports_each_criterion_apart(tmp_path):
+    """Rows of both criteria (docs/twostage.md §3.7): one table with a criterion column, a
+    correlation per criterion, the loss-gap designs' figures under their own names."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    rows = [_row(0.0, "joint", e, 50.0, 10.0 / e, 0.5 - e / 1e4, f"j{e}")
+            for e in (300.0, 1000.0, 3000.0)]
+    rows += [dict(_row(0.0, "joint", e, 50.0, 1.0 - e / 1e4, 0.4 - e / 1e4, f"g{e}"),
+                  criterion="loss-gap") for e in (300.0, 1000.0, 3000.0)]
+    (runs / "summary.json").write_text(json.dumps({"rows": rows, "commands": ["edgeft y"]}))
+    out = tmp_path / "report"
+    out.mkdir()
+    text, files = twostage_section(out, quick=True, runs_dir=runs)
+    assert "| criterion |" in text and "| loss-gap |" in text
+    assert "Designs minimising the loss-gap bound" in text
+    assert text.count("over 3 distinct (design, shift) points") == 2  # one per criterion
+    names = {p.name for p in files}
+    assert {"twostage_runs_vs_energy.png", "twostage_runs_vs_energy_loss_gap.png"} <= names
+

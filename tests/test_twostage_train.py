@@ -98,6 +98,24 @@ def test_the_study_runs_each_design_as_decided_and_resumes(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("trace.jsonl")} == before
     assert "| shift |" in runs_markdown(rows) and "| loss-gap bound |" in runs_markdown(rows)
 
+    # the loss-gap criterion into the same folder: its own rows, runs shared by plan, and the
+    # squared-gradient rows kept (docs/twostage.md §3.7)
+    gap_rows = run_study(tiny(criterion="loss-gap"), tmp_path, "test-gap", progress=False,
+                         log=lambda *_: None)["rows"]
+    mine = [r for r in gap_rows if r.get("criterion") == "loss-gap"]
+    assert {r["scheme"] for r in mine} == set(SCHEMES)
+    assert [r for r in gap_rows if r.get("criterion") == "gradient"] == rows
+    for r in mine:
+        if "infeasible" in r:
+            continue
+        assert r["bound"] <= r["loss_gap_bound"] * (1 + 1e-9)  # the criterion is (3.6)
+        folder = (tmp_path / f"shift-{r['shift']:g}" / "runs" / r["run"] if r["iterations"]
+                  else tmp_path / "finetune-only" / r["run"])
+        assert (folder / "result.json").is_file()
+    table = runs_markdown(gap_rows)
+    assert "| criterion |" in table and "| loss-gap |" in table
+    assert agreement(gap_rows, criterion="loss-gap")["runs"] >= 1
+
 
 def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
     rows = [{"shift": 0.0, "run": k, "scheme": k, "bound": b, "task_loss": loss,
@@ -120,6 +138,11 @@ def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
     assert gap["runs"] == 4 and gap["spearman"] == pytest.approx(1.0)
     assert gap["discordant"] == []
     assert agreement(rows)["runs"] == 5
+    # rows of another criterion's designs are not mixed in (docs/twostage.md §3.7)
+    other = [dict(r, criterion="loss-gap", bound=-r["bound"]) for r in rows]
+    assert agreement(rows + other)["spearman"] == agreement(rows)["spearman"]
+    assert agreement(rows + other, criterion="loss-gap")["spearman"] == pytest.approx(
+        -agreement(rows)["spearman"])
 
 
 def test_plan_of_maps_the_design_to_the_devices():

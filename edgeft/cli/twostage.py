@@ -14,11 +14,16 @@ PLAN_FLAGS = {"energy_j": "--energy-j", "delay_s": "--delay-s", "scenario": "SCE
               "model": "--model", "seq_len": "--seq-len", "local_steps": "--local-steps",
               "channel": "--channel", "energy_scope": "--energy-scope",
               "constants": "--constants", "shift": "--shift", "scheme": "--scheme",
-              "server_max_batch": "--server-batch-max"}
+              "server_max_batch": "--server-batch-max", "criterion": "--criterion"}
+
+
+CRITERION_HELP = ("what the designs minimise (docs/twostage.md section 3.7): gradient, the "
+                  "bound on the average squared gradient norm; loss-gap, the bound on the "
+                  "last model's task loss gap (needs the constants' task_pl_constant)")
 
 
 def add_parsers(sub) -> None:
-    from edgeft.twostage.bound import PRESETS
+    from edgeft.twostage.bound import CRITERIA, PRESETS
     from edgeft.twostage.problem import CHANNELS, ENERGY_SCOPES
 
     group = sub.add_parser("twostage", help="two-stage edge learning: pre-training then "
@@ -71,6 +76,8 @@ def add_parsers(sub) -> None:
                    "its benchmarks")
     p.add_argument("--no-benchmarks", action="store_true",
                    help="design the one scheme only")
+    p.add_argument("--criterion", default="gradient", choices=CRITERIA,
+                   help=CRITERION_HELP)
     p.add_argument("--json", action="store_true", help="print the design as JSON")
     p.set_defaults(func=run_plan)
     add_train_parser(cmds)
@@ -89,10 +96,11 @@ TRAIN_FLAGS = {"energy_j": "--energy-j", "delay_s": "--delay-s", "task": "--task
                "energy_scope": "--energy-scope", "channel": "--channel",
                "probe_steps": "--probe-steps", "measure_examples": "--measure-examples",
                "grad_examples": "--grad-examples", "seed": "--seed", "out": "--out",
-               "shift": "--shifts", "label_skew": "--shifts"}
+               "shift": "--shifts", "label_skew": "--shifts", "criterion": "--criterion"}
 
 
 def add_train_parser(cmds) -> None:
+    from edgeft.twostage.bound import CRITERIA
     from edgeft.twostage.problem import CHANNELS, ENERGY_SCOPES
 
     p = cmds.add_parser(
@@ -161,6 +169,8 @@ def add_train_parser(cmds) -> None:
                    help="examples of the final task loss and gradient")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the scenario, the data split, the shards and the model's head")
+    p.add_argument("--criterion", default="gradient", choices=CRITERIA,
+                   help=CRITERION_HELP + "; a folder may hold both (runs are shared)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 
@@ -209,7 +219,7 @@ def run_train(args: argparse.Namespace) -> int:
             server_flops=args.server_flops,
             energy_scope=args.energy_scope, channel=args.channel,
             probe_steps=args.probe_steps, measure_examples=args.measure_examples,
-            grad_examples=args.grad_examples, seed=args.seed)
+            grad_examples=args.grad_examples, seed=args.seed, criterion=args.criterion)
         check_output_dir(args.out, "out")
         summary = run_study(cfg, args.out, command, progress=not args.quiet)
     print(runs_markdown(summary["rows"]))
@@ -257,14 +267,15 @@ def run_plan(args: argparse.Namespace) -> int:
             scenario, args.model, seq_len=args.seq_len, local_steps=args.local_steps,
             channel=args.channel, energy_scope=args.energy_scope,
             server_max_batch=args.server_batch_max)
-        design = SCHEMES[name].plan(problem, constants, budgets)
+        design = SCHEMES[name].plan(problem, constants, budgets, args.criterion)
         benchmarks = {}
         if not args.no_benchmarks:
             for other, scheme in SCHEMES.items():
                 if other == name:
                     continue
                 try:
-                    benchmarks[other] = scheme.plan(problem, constants, budgets)
+                    benchmarks[other] = scheme.plan(problem, constants, budgets,
+                                                    args.criterion)
                 except BudgetInfeasible as err:
                     benchmarks[other] = err
     if args.json:
@@ -313,7 +324,12 @@ def print_design(d, problem, where: str, label: str) -> None:
     t = d.terms
     parts = [f"pre-training gap {t['pretrain_gap']:.4g}", f"shift {t['shift']:.4g}"]
     parts += [f"{k} {t[k]:.4g}" for k in ("optimisation", "variance", "drift") if k in t]
-    print(f"  bound {d.bound:.6g} (relaxed {d.relaxed_bound:.6g}): {', '.join(parts)}")
+    if d.criterion == "gradient":
+        print(f"  bound {d.bound:.6g} (relaxed {d.relaxed_bound:.6g}): {', '.join(parts)}")
+    else:
+        print(f"  loss-gap bound {d.bound:.6g} (relaxed {d.relaxed_bound:.6g}; the criterion, "
+              f"docs/twostage.md 3.6); squared-gradient bound {d.gradient_bound:.6g}: "
+              f"{', '.join(parts)}")
     delay, energy, budgets = d.delay_s, d.energy_j, d.budgets
     print(f"  delay {number(delay['total'], 2)} s of {number(budgets['delay_s'], 2)} s: "
           f"pre-training {number(delay['pretrain'], 2)} s, {d.rounds} rounds of "
@@ -327,7 +343,8 @@ def print_design(d, problem, where: str, label: str) -> None:
 
 def print_benchmarks(design, benchmarks: dict) -> None:
     """Each benchmark's bound at the same budgets and the design's margin over it."""
-    print(f"benchmarks at the same budgets (bound; {design.scheme}'s margin):")
+    what = "bound" if design.criterion == "gradient" else "loss-gap bound"
+    print(f"benchmarks at the same budgets ({what}; {design.scheme}'s margin):")
     for name, other in benchmarks.items():
         if isinstance(other, Exception):
             print(f"  {name:<14} infeasible ({', '.join(other.binding)})")

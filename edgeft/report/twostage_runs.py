@@ -36,13 +36,27 @@ def distinct_runs(rows) -> list[dict]:
 LOSS_GAP = "loss_gap_bound"  # the rows' loss-gap companion of the bound (§3.6)
 
 
-def agreement(rows, loss: str = "task_loss", predictor: str = "bound") -> dict:
-    """Spearman's rank correlation between the ``predictor`` (the bound, or its loss-gap
-    companion :data:`LOSS_GAP`) and the measured ``loss`` over the distinct runs that have
-    both (all shifts together, and per shift), and the discordant pairs: runs the predictor
-    orders one way and the loss the other, largest loss difference first."""
+def criterion_of(row) -> str:
+    """The criterion a row's design minimised (rows written before §3.7: ``gradient``)."""
+    return row.get("criterion", "gradient")
+
+
+def criteria(rows) -> list[str]:
+    """The criteria present in ``rows``, ``gradient`` first."""
+    present = {criterion_of(r) for r in rows}
+    return [c for c in ("gradient", "loss-gap") if c in present]
+
+
+def agreement(rows, loss: str = "task_loss", predictor: str = "bound",
+              criterion: str = "gradient") -> dict:
+    """Spearman's rank correlation between the ``predictor`` (the design's criterion value
+    ``bound``, or the loss-gap companion :data:`LOSS_GAP`) and the measured ``loss`` over the
+    distinct runs of the designs of ``criterion`` that have both (all shifts together, and
+    per shift), and the discordant pairs: runs the predictor orders one way and the loss the
+    other, largest loss difference first."""
     from scipy.stats import spearmanr
 
+    rows = [r for r in rows if criterion_of(r) == criterion]
     runs = [r if predictor == "bound" else {**r, "bound": r[predictor]}
             for r in distinct_runs(rows) if predictor in r]
     out: dict = {"runs": len(runs), "trainings": len({r["run"] for r in runs}),
@@ -75,19 +89,27 @@ def _name(r) -> str:
 
 
 def runs_markdown(rows) -> str:
-    """The rows as a Markdown table: design, bound, modelled cost, measured outcome."""
+    """The rows as a Markdown table: design, bound, modelled cost, measured outcome (with a
+    criterion column when the rows' designs minimised different criteria; "bound" is then
+    each design's criterion value)."""
     head = ["shift", "budget E (J)", "budget T (s)", "scheme", "M x B_s", "N x mean B_k",
             "bound", "modelled delay (s)", "modelled energy (J)", "task loss", "grad^2",
             "dev metric"]
     gap = any(LOSS_GAP in r for r in rows)
     if gap:  # the loss-gap companion beside the loss it predicts
         head.insert(9, "loss-gap bound")
+    mixed = len(criteria(rows)) > 1
+    if mixed:  # which bound each design minimised (docs/twostage.md §3.7)
+        head.insert(4, "criterion")
     body = []
     for r in rows:
         if "infeasible" in r:
-            body.append([f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}",
-                         r["scheme"], "infeasible: " + ", ".join(r["binding"]),
-                         *[""] * (len(head) - 5)])
+            cells = [f"{r['shift']:g}", f"{r['energy_j']:g}", f"{r['delay_s']:g}",
+                     r["scheme"], "infeasible: " + ", ".join(r["binding"]),
+                     *[""] * (len(head) - 5 - mixed)]
+            if mixed:
+                cells.insert(4, criterion_of(r))
+            body.append(cells)
             continue
         bk = r["device_batches"]
         metric = r.get("dev_metric") or {}
@@ -100,6 +122,8 @@ def runs_markdown(rows) -> str:
                  f"{r['task_grad_sq']:.4f}", shown]
         if gap:
             cells.insert(9, f"{r[LOSS_GAP]:.4g}" if LOSS_GAP in r else "-")
+        if mixed:
+            cells.insert(4, criterion_of(r))
         body.append(cells)
     return md_table(head, body)
 
@@ -148,16 +172,19 @@ def agreement_markdown(agree: dict, limit: int = 8, what: str = "bound") -> str:
     return "\n".join(lines)
 
 
-def budget_figures(rows, out_dir, dpi: int = 120) -> list[Path]:
-    """``twostage_runs_vs_<budget>.png``: per scheme, bound (left) and measured task loss
-    (right) against the energy and against the delay budget, one line per shift (only budgets
-    along which the study varied)."""
+def budget_figures(rows, out_dir, dpi: int = 120, criterion: str = "gradient") -> list[Path]:
+    """``twostage_runs_vs_<budget>.png`` (``..._loss_gap.png`` for the loss-gap criterion's
+    designs): per scheme, the criterion's value (left) and measured task loss (right) against
+    the energy and against the delay budget, one line per shift (only budgets along which the
+    study varied)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    rows = [r for r in rows if "task_loss" in r]
+    rows = [r for r in rows if "task_loss" in r and criterion_of(r) == criterion]
+    suffix, ylabel = (("", "bound (squared gradient norm)") if criterion == "gradient"
+                      else ("_loss_gap", "loss-gap bound (task loss gap)"))
     out, paths = Path(out_dir), []
     for axis, label in (("energy_j", "energy budget (J)"), ("delay_s", "delay budget (s)")):
         other = "delay_s" if axis == "energy_j" else "energy_j"
@@ -178,17 +205,17 @@ def budget_figures(rows, out_dir, dpi: int = 120) -> list[Path]:
             ax_l.plot(x, [p[2] for p in pts], label=tag, **style)
         if not drawn:  # no scheme has two budgets along this axis at one value of the other
             continue
-        for ax, what in ((ax_b, "bound (squared gradient norm)"),
-                         (ax_l, "measured task loss")):
+        for ax, what in ((ax_b, ylabel), (ax_l, "measured task loss")):
             ax.set_xscale("log")
             ax.set_xlabel(label)
             ax.set_ylabel(what)
             ax.grid(alpha=0.3)
         # outside the axes: no line hidden behind it
         ax_l.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.suptitle(f"two-stage runs against the {label}", fontsize=10)
+        fig.suptitle(f"two-stage runs against the {label} ({criterion} criterion)",
+                     fontsize=10)
         fig.tight_layout()
-        path = out / f"twostage_runs_vs_{axis.split('_')[0]}.png"
+        path = out / f"twostage_runs_vs_{axis.split('_')[0]}{suffix}.png"
         fig.savefig(path, dpi=dpi)
         paths.append(path)
     return paths

@@ -20,6 +20,7 @@ from edgeft.report.twostage_runs import (
     agreement_markdown,
     budget_figures,
     constants_markdown,
+    criteria,
     runs_markdown,
 )
 from edgeft.scenario import generate_scenario
@@ -29,7 +30,8 @@ from edgeft.twostage.study import budget_grid, wins, write_csv
 
 GRID_CSV = "twostage_grid.csv"
 FIGURES = ("twostage_bound_vs_energy.png", "twostage_bound_vs_delay.png",
-           "twostage_margin.png", "twostage_runs_vs_energy.png", "twostage_runs_vs_delay.png")
+           "twostage_margin.png", "twostage_runs_vs_energy.png", "twostage_runs_vs_delay.png",
+           "twostage_runs_vs_energy_loss_gap.png", "twostage_runs_vs_delay_loss_gap.png")
 
 
 def grid_settings(quick: bool, seed: int = 0) -> dict:
@@ -77,8 +79,9 @@ def twostage_section(out: Path, quick: bool = False, seed: int = 0,
                      "then `edgeft reproduce --twostage-runs DIR`; docs/twostage.md §10).")
     else:
         runs = summary["rows"]
-        agree = agreement(runs)
-        figs = budget_figures(runs, out)
+        figs = []
+        for criterion in criteria(runs):
+            figs += budget_figures(runs, out, criterion=criterion)
         files += figs
         lines += [f"### Real runs ({runs_dir})", "",
                   "Each scheme's design at the budgets, run on the real model (server "
@@ -87,18 +90,31 @@ def twostage_section(out: Path, quick: bool = False, seed: int = 0,
                   "task loss measured on the devices' data after the run. Commands: "
                   + "; ".join(f"`{c}`" for c in summary.get("commands", [])) + ".", "",
                   "The constants (measured per shift, docs/twostage.md §10.2):", "",
-                  constants_markdown(runs_dir), "",
-                  runs_markdown(runs), "", agreement_markdown(agree), ""]
-        gap = agreement(runs, predictor=LOSS_GAP)
-        if gap["runs"] >= 3:  # the bound's loss-gap companion (docs/twostage.md §3.6)
-            lines += ["The bound's loss-gap companion (docs/twostage.md §3.6: the same "
-                      "constants, F also PL with the measured mu_F; a prediction of the final "
-                      "task loss, not the design criterion):", "",
-                      agreement_markdown(gap, limit=4, what="loss-gap bound"), ""]
-        lines += [f"![bound and loss against the {p.stem.split('_')[-1]} budget]({p.name})"
+                  constants_markdown(runs_dir), "", runs_markdown(runs), ""]
+        for criterion in criteria(runs):
+            lines += _agreement_lines(runs, criterion)
+        lines += [f"![bound and loss against the {p.stem.split('_')[3]} budget]({p.name})"
                   for p in figs]
     lines.append(f"\n(This section: {time.perf_counter() - start:.1f} s; data `{GRID_CSV}`.)\n")
     return "\n".join(lines), files
+
+
+def _agreement_lines(runs, criterion: str) -> list[str]:
+    """Whether the designs of ``criterion`` rank the runs as their measured task loss does:
+    the criterion's value and, for the squared-gradient designs, the loss-gap companion."""
+    if criterion == "gradient":
+        lines = ["Designs minimising the squared-gradient bound (the default criterion):", "",
+                 agreement_markdown(agreement(runs)), ""]
+        gap = agreement(runs, predictor=LOSS_GAP)
+        if gap["runs"] >= 3:  # the bound's loss-gap companion (docs/twostage.md §3.6)
+            lines += ["The bound's loss-gap companion on the same designs (docs/twostage.md "
+                      "§3.6: the same constants, F also PL with the measured mu_F):", "",
+                      agreement_markdown(gap, limit=4, what="loss-gap bound"), ""]
+        return lines
+    return ["Designs minimising the loss-gap bound (`--criterion loss-gap`, docs/twostage.md "
+            "§3.7):", "",
+            agreement_markdown(agreement(runs, criterion=criterion), limit=4,
+                               what="loss-gap bound"), ""]
 
 
 def _runs_summary(runs_dir):

@@ -14,6 +14,7 @@ from edgeft.errors import InputError
 from edgeft.system.ranges import MAX_DEVICES, SNR_DB_RANGE
 from edgeft.train.config import MAX_SEED, MIN_SEQ_LEN
 from edgeft.train.tasks import task_spec
+from edgeft.twostage.bound import check_criterion
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class TwoStageTrainConfig:
     measure_examples: int = 128
     grad_examples: int = 256
     seed: int = 0
+    criterion: str = "gradient"  # what the designs minimise (docs/twostage.md §3.7)
 
     def __post_init__(self):
         from edgeft.twostage.problem import CHANNELS, ENERGY_SCOPES
@@ -94,12 +96,14 @@ class TwoStageTrainConfig:
         checks.integer("measure_examples", self.measure_examples, 2)
         checks.integer("grad_examples", self.grad_examples, 1)
         checks.integer("seed", self.seed, 0, MAX_SEED)
+        check_criterion(self.criterion)
 
     def identity(self) -> dict:
         """What every run of a study folder shares (data, model, recipe, scenario): a folder
-        holds one study; budgets, shifts and schemes may grow across commands."""
+        holds one study; budgets, shifts, schemes and criteria may grow across commands (a
+        run is keyed by its plan, so designs of either criterion share runs)."""
         out = dataclasses.asdict(self)
-        for name in ("energy_j", "delay_s", "shifts", "schemes"):
+        for name in ("energy_j", "delay_s", "shifts", "schemes", "criterion"):
             del out[name]
         glue = self.glue_dir or os.environ.get("EDGEFT_GLUE_DIR")
         out["glue_dir"] = str(Path(glue).expanduser().resolve()) if glue else None

@@ -12,8 +12,8 @@ Everything lands under ``out/``: ``study.json`` (the settings every run shares),
 ``shift-<s>/constants.json`` (the measurements and constants) and ``shift-<s>/runs/<key>/`` (a
 run's stage folders and ``result.json``; a run without pre-training, the same at every shift,
 under ``finetune-only/<key>/``), and ``summary.json``: one row per (shift, budgets,
-scheme) with the design's bound, delay and energy and the run's measured task loss, gradient
-norm and dev metric. An interrupted study resumes where it stopped.
+scheme, criterion) with the design's bound, delay and energy and the run's measured task
+loss, gradient norm and dev metric. An interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -72,12 +72,13 @@ def problem_of(cfg: TwoStageTrainConfig) -> TwoStageProblem:
 
 
 def designs(problem: TwoStageProblem, constants: BoundConstants, budgets: Budgets,
-            schemes) -> dict:
-    """Each scheme's design at ``budgets`` (a :class:`BudgetInfeasible` where none fits)."""
+            schemes, criterion: str = "gradient") -> dict:
+    """Each scheme's design at ``budgets`` minimising ``criterion`` (a
+    :class:`BudgetInfeasible` where none fits)."""
     out = {}
     for name in schemes:
         try:
-            out[name] = SCHEMES[name].plan(problem, constants, budgets)
+            out[name] = SCHEMES[name].plan(problem, constants, budgets, criterion)
         except BudgetInfeasible as err:
             out[name] = err
     return out
@@ -272,10 +273,11 @@ def run_study(cfg: TwoStageTrainConfig, out, command: str = "", progress: bool =
         rows = []
         for shift in cfg.shifts:
             constants, _ = study.constants(shift)
-            chosen = _feasible(designs(study.problem, constants, budgets, cfg.schemes))
+            chosen = _feasible(designs(study.problem, constants, budgets, cfg.schemes,
+                                       cfg.criterion))
             for name, design in chosen.items():
                 row = {"shift": shift, "energy_j": cfg.energy_j, "delay_s": cfg.delay_s,
-                       "scheme": name}
+                       "scheme": name, "criterion": cfg.criterion}
                 if isinstance(design, BudgetInfeasible):
                     rows.append({**row, "infeasible": str(design),
                                  "binding": list(design.binding)})
@@ -286,14 +288,17 @@ def run_study(cfg: TwoStageTrainConfig, out, command: str = "", progress: bool =
                        if plan.pretrain_steps else "M 0")
                 fine = (f"N {plan.rounds} x E {plan.local_steps}, B_k "
                         f"{list(plan.device_batches)}" if plan.rounds else "N 0")
-                log(f"shift {shift:g} {name}: {pre}, {fine}, bound {design.bound:.4g}")
+                what = "bound" if cfg.criterion == "gradient" else cfg.criterion
+                log(f"shift {shift:g} {name}: {pre}, {fine}, {what} {design.bound:.4g}")
                 result = study.run(shift, plan, order)
                 if constants.task_pl_constant is not None:  # §3.6, for the report
                     row["loss_gap_bound"] = loss_gap_bound(
                         constants, plan.pretrain_steps, plan.rounds, plan.server_batch,
                         plan.device_batches, plan.local_steps,
                         design.device_step if plan.rounds else None)
-                rows.append({**row, "bound": design.bound, "terms": dict(design.terms),
+                rows.append({**row, "bound": design.bound,
+                             "gradient_bound": design.gradient_bound,
+                             "terms": dict(design.terms),
                              "iterations": plan.pretrain_steps,
                              "server_batch": plan.server_batch if plan.pretrain_steps else 0,
                              "rounds": plan.rounds, "device_batches": list(plan.device_batches),
@@ -315,11 +320,13 @@ def _feasible(chosen: dict) -> dict:
 
 
 def merge_summary(out: Path, rows: list[dict], command: str) -> dict:
-    """``summary.json``: this command's rows over an earlier command's (same shift, budgets
-    and scheme replaced), so a folder's summary covers every budget pair run into it."""
+    """``summary.json``: this command's rows over an earlier command's (same shift, budgets,
+    scheme and criterion replaced), so a folder's summary covers every budget pair (and
+    criterion) run into it."""
     path = out / SUMMARY_FILE
     old = read_json(path, "summary").get("rows", []) if path.is_file() else []
-    key = lambda r: (r["shift"], r["energy_j"], r["delay_s"], r["scheme"])  # noqa: E731
+    key = lambda r: (r["shift"], r["energy_j"], r["delay_s"], r["scheme"],  # noqa: E731
+                     r.get("criterion", "gradient"))
     mine = {key(r) for r in rows}
     merged = [r for r in old if key(r) not in mine] + rows
     merged.sort(key=key)
