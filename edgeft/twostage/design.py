@@ -187,36 +187,65 @@ def finalize(ev: Evaluator, choice: Choice | None, scheme: str, relaxed: float,
 
 def integer_batches(ev: Evaluator, choice: Choice) -> tuple[Evaluator, Choice]:
     """The devices' integer batches (docs/twostage.md §5.7). Candidates from the relaxed
-    batches: down, then up again greedily within the relaxed round energy; to the nearest; up
-    where the relaxed round time allows; up everywhere. Each is tried with N and with its
-    neighbours N - 1, N + 1 (a batch rounded up may need the longer rounds of a smaller N),
-    the round time re-optimised for the fixed batches (a one-dimensional zoom; stage 1 takes the
-    rest); the pair of least bound is kept."""
+    batches: down, then up again greedily within the relaxed round energy; down; to the
+    nearest; up where the relaxed round time allows; up everywhere. Each is tried with N and
+    with its neighbours N - 1, N + 1 (a batch rounded up may need the longer rounds of a
+    smaller N), the round time re-optimised for the fixed batches (a one-dimensional zoom;
+    stage 1 takes the rest); the pair of least bound is kept. Then the straggler trim: while
+    it lowers the bound, the device that sets the least round time (its batch at its maximum
+    clock and power) gives up one sample."""
     p = ev.problem
     tau = np.array([choice.tau])
     real = ev.devices(tau, np.array([choice.lam]))
     relaxed, cap = real.batch[0], p.max_batch
     up = np.clip(np.ceil(relaxed - 1e-9), 1, cap)
     fits = up * ev.dev.unit_time_s + real.upload_s[0] <= choice.tau * (1 + 1e-12)
-    candidates = [greedy_batches(ev, choice), np.clip(np.round(relaxed), 1, cap),
-                  np.where(fits, up, np.maximum(1, np.floor(relaxed + 1e-9))), up]
+    down = np.clip(np.floor(relaxed + 1e-9), 1, cap)
+    candidates = [greedy_batches(ev, choice), down, np.clip(np.round(relaxed), 1, cap),
+                  np.where(fits, up, down), up]
     best = None
     for batch in {tuple(b.astype(int)) for b in candidates}:
-        fixed = Evaluator(p, ev.constants, ev.budgets, ev.policy, ev.up, np.array(batch))
-        for rounds in range(max(1, choice.rounds - 1), choice.rounds + 2):
-            start = (choice.tau * choice.rounds / rounds, 0.0)
-            pt = solve_rounds(fixed, rounds, None, start, tol=1e-5, half=WARM_HALF,
-                              settle=1e-11)
-            if pt is None or not np.isfinite(pt.bound[0]):
-                continue
-            if best is None or pt.bound[0] < best[1].bound:
-                best = (fixed, Choice(rounds, int(pt.iterations[0]), float(pt.tau[0]), 0.0,
-                                      float(pt.bound[0])))
+        best = _better(best, _fixed_batches(ev, choice, np.array(batch)))
+    for _ in range(STRAGGLER_TRIMS if best is not None else 0):
+        batch = best[0].device_batch.copy()
+        slowest = int(np.argmax(batch * ev.dev.unit_time_s + ev.up.u_min))
+        if batch[slowest] <= 1:
+            break
+        batch[slowest] -= 1
+        trimmed = _better(best, _fixed_batches(ev, choice, batch))
+        if trimmed is best:
+            break
+        best = trimmed
     if best is None:  # rounding down always fits at N
         batch = greedy_batches(ev, choice)
         fixed = Evaluator(p, ev.constants, ev.budgets, ev.policy, ev.up, batch)
         return fixed, Choice(choice.rounds, choice.iterations, choice.tau, 0.0, choice.bound)
     return best
+
+
+STRAGGLER_TRIMS = 4  # single-sample trims of the slowest device after rounding, at most
+
+
+def _fixed_batches(ev: Evaluator, choice: Choice, batch: np.ndarray):
+    """The best (evaluator, choice) with these integer batches at N - 1, N, N + 1 rounds, or
+    None where none fits."""
+    fixed = Evaluator(ev.problem, ev.constants, ev.budgets, ev.policy, ev.up, batch)
+    best = None
+    for rounds in range(max(1, choice.rounds - 1), choice.rounds + 2):
+        start = (choice.tau * choice.rounds / rounds, 0.0)
+        pt = solve_rounds(fixed, rounds, None, start, tol=1e-5, half=WARM_HALF, settle=1e-11)
+        if pt is None or not np.isfinite(pt.bound[0]):
+            continue
+        best = _better(best, (fixed, Choice(rounds, int(pt.iterations[0]), float(pt.tau[0]),
+                                            0.0, float(pt.bound[0]))))
+    return best
+
+
+def _better(best, other):
+    """The one of two (evaluator, choice) pairs (either may be None) of lower bound."""
+    if other is None or (best is not None and not other[1].bound < best[1].bound):
+        return best
+    return other
 
 
 def greedy_batches(ev: Evaluator, choice: Choice) -> np.ndarray:
