@@ -38,18 +38,21 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one seed")
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--channel", default="mean", choices=("mean", "static"))
+    parser.add_argument("--criterion", default="gradient", choices=("gradient", "loss-gap"),
+                        help="what the design minimises (docs/twostage.md section 3.7)")
     args = parser.parse_args(argv)
     seeds = (0,) if args.quick else (0, 1, 2)
     walls, cpus = [], []
     plan(TwoStageProblem.from_scenario(generate_scenario(4, 1, seed=0)), "study",
          Budgets(100.0, 50.0))  # imports and first calls
-    print(f"K = {args.devices}, {args.channel} channel: budget (J, s) -> wall / CPU s, design")
+    print(f"K = {args.devices}, {args.channel} channel, criterion {args.criterion}: budget "
+          "(J, s) -> wall / CPU s, design")
     for seed in seeds:
         problem = TwoStageProblem.from_scenario(
             generate_scenario(args.devices, 1, snr_db=30.0, seed=seed), channel=args.channel)
         for energy, delay in BUDGETS:
             wall, cpu = time.perf_counter(), time.process_time()
-            d = plan(problem, "study", Budgets(energy, delay))
+            d = plan(problem, "study", Budgets(energy, delay), criterion=args.criterion)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             walls.append(wall)
             cpus.append(cpu)

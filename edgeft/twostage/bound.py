@@ -329,49 +329,45 @@ def loss_gap_value(c: BoundConstants, gap, rounds, local_steps: int, num_devices
     return rt * np.asarray(gap, dtype=float) + (1.0 - rt) * floor
 
 
-LOSS_GAP_GRID = 41  # log-spaced steps over (1e-6, 1] x 1/(2LE) before the golden section
-LOSS_GAP_SECTIONS = 40  # golden-section steps in log eta (bracket 0.69 -> about 3e-9)
+LOSS_GAP_GRID = 21  # steps per grid: log-spaced over (1e-6, 1] x 1/(2LE), then each bracket
+LOSS_GAP_LEVELS = 5  # nested grids, each 10 times finer (bracket 1.4 -> 1.4e-5 in log eta)
 
 
 def loss_gap_step(c: BoundConstants, gap, rounds, local_steps: int, num_devices: int,
                   harmonic_batch):
     """``(value, eta)``: the least :func:`loss_gap_value` over ``eta`` in
-    ``(0, 1 / (2 L E)]`` (docs/twostage.md §3.6), broadcasting. No closed form: a log grid of
-    :data:`LOSS_GAP_GRID` steps from ``1e-6`` of the cap to the cap, then a golden section in
-    log eta between the best grid step's neighbours (the tests compare it with a dense grid).
-    Below the grid's least step the value only approaches ``gap``, which the criterion's min
-    with N = 0 keeps."""
+    ``(0, 1 / (2 L E)]`` (docs/twostage.md §3.7), broadcasting. No closed form: a log grid of
+    :data:`LOSS_GAP_GRID` steps from ``1e-6`` of the cap to the cap, then
+    :data:`LOSS_GAP_LEVELS` nested grids, each over the bracket between the previous best
+    step's neighbours (a few vectorised evaluations rather than a long loop of scalar-sized
+    ones: the design evaluates it at many (tau, lambda) points; the tests compare it with a
+    dense grid). Below the grid's least step the value only approaches ``gap``, which the
+    criterion's min with N = 0 keeps."""
     _need_task_pl(c)
     cap = c.max_device_step(local_steps)
     shape = np.broadcast_shapes(np.shape(gap), np.shape(rounds), np.shape(harmonic_batch))
     gap, rounds, h = (np.broadcast_to(np.asarray(v, dtype=float), shape)[..., None]
                       for v in (gap, rounds, harmonic_batch))
-    logs = np.log(cap) + np.linspace(np.log(1e-6), 0.0, LOSS_GAP_GRID)
+    unit = np.linspace(0.0, 1.0, LOSS_GAP_GRID)
 
     def f(log_eta):
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             v = loss_gap_value(c, gap, rounds, local_steps, num_devices, h, np.exp(log_eta))
         return np.where(np.isnan(v), np.inf, v)
 
-    values = f(np.broadcast_to(logs, shape + (LOSS_GAP_GRID,)))
-    i = np.argmin(values, axis=-1)[..., None]
-    lo = logs[np.maximum(i - 1, 0)]
-    hi = logs[np.minimum(i + 1, LOSS_GAP_GRID - 1)]
-    best_v = np.take_along_axis(values, i, axis=-1)
-    best_x = logs[i]
-    g = (np.sqrt(5.0) - 1.0) / 2.0
-    x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
-    f1, f2 = f(x1), f(x2)
-    for _ in range(LOSS_GAP_SECTIONS):  # one new value a step: the point the bracket keeps
-        left = f1 <= f2  # the minimum is in [lo, x2]: x1 becomes x2, a new x1
-        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
-        new = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
-        f_new = f(new)
-        x1, x2, f1, f2 = (np.where(left, new, x2), np.where(left, x1, new),
-                          np.where(left, f_new, f2), np.where(left, f1, f_new))
-    for x, v in ((x1, f1), (x2, f2)):
+    xs = np.broadcast_to(np.log(cap) + np.log(1e-6) * (1.0 - unit), shape + unit.shape)
+    best_v = np.full(shape + (1,), np.inf)
+    best_x = np.full(shape + (1,), np.log(cap))
+    for _ in range(LOSS_GAP_LEVELS + 1):
+        vs = f(xs)
+        i = np.argmin(vs, axis=-1)[..., None]
+        v = np.take_along_axis(vs, i, axis=-1)
         better = v < best_v
-        best_x, best_v = np.where(better, x, best_x), np.where(better, v, best_v)
+        best_x = np.where(better, np.take_along_axis(xs, i, axis=-1), best_x)
+        best_v = np.where(better, v, best_v)
+        lo = np.take_along_axis(xs, np.maximum(i - 1, 0), axis=-1)
+        hi = np.take_along_axis(xs, np.minimum(i + 1, LOSS_GAP_GRID - 1), axis=-1)
+        xs = lo + (hi - lo) * unit
     return best_v[..., 0], np.exp(best_x[..., 0])
 
 

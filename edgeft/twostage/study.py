@@ -31,25 +31,25 @@ TIE = 1e-9
 
 
 def budget_grid(problem: TwoStageProblem, constants: BoundConstants | str, energies,
-                delays, schemes=None, progress=None) -> list[dict]:
-    """Every scheme's design at every (energy, delay) pair (docs/twostage.md §8);
-    ``progress(done, total)`` is called after each design."""
+                delays, schemes=None, progress=None, criterion: str = "gradient") -> list[dict]:
+    """Every scheme's design minimising ``criterion`` (docs/twostage.md §3.7) at every
+    (energy, delay) pair (§8); ``progress(done, total)`` is called after each design."""
     names = check_schemes(schemes if schemes is not None else tuple(SCHEMES))
     rows, total = [], len(energies) * len(delays) * len(names)
     for energy in energies:
         for delay in delays:
             budgets = Budgets(float(energy), float(delay))
             for name in names:
-                rows.append(_row(problem, constants, budgets, name))
+                rows.append(_row(problem, constants, budgets, name, criterion))
                 if progress:
                     progress(len(rows), total)
     return rows
 
 
-def _row(problem, constants, budgets: Budgets, name: str) -> dict:
+def _row(problem, constants, budgets: Budgets, name: str, criterion: str) -> dict:
     row = {"energy_j": budgets.energy_j, "delay_s": budgets.delay_s, "scheme": name}
     try:
-        d = SCHEMES[name].plan(problem, constants, budgets)
+        d = SCHEMES[name].plan(problem, constants, budgets, criterion)
     except BudgetInfeasible as err:
         return {**row, "bound": None, "binding": "+".join(err.binding)}
     return {**row, "bound": d.bound, "relaxed_bound": d.relaxed_bound,
