@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         write_csv(rows, out / "twostage_grid.csv")
         from edgeft.report.twostage_figures import grid_figures
 
-        for path in grid_figures(rows, out):
+        for path in grid_figures(rows, out, criterion=args.criterion):
             print(f"wrote {path}")
         print(f"wrote {out / 'twostage_grid.csv'}")
     return 0
