@@ -228,17 +228,29 @@ STRAGGLER_TRIMS = 4  # single-sample trims of the slowest device after rounding,
 
 def _fixed_batches(ev: Evaluator, choice: Choice, batch: np.ndarray):
     """The best (evaluator, choice) with these integer batches at N - 1, N, N + 1 rounds, or
-    None where none fits."""
+    None where none fits; when the best of the three is N - 1 or N + 1, the search of §5.5
+    (:func:`refine_rounds`) goes on from there (small relaxed batches: rounding one of them
+    changes the round time, and the best N with it, by far more than one round)."""
     fixed = Evaluator(ev.problem, ev.constants, ev.budgets, ev.policy, ev.up, batch)
     best = None
     for rounds in range(max(1, choice.rounds - 1), choice.rounds + 2):
-        start = (choice.tau * choice.rounds / rounds, 0.0)
-        pt = solve_rounds(fixed, rounds, None, start, tol=1e-5, half=WARM_HALF, settle=1e-11)
-        if pt is None or not np.isfinite(pt.bound[0]):
-            continue
-        best = _better(best, (fixed, Choice(rounds, int(pt.iterations[0]), float(pt.tau[0]),
-                                            0.0, float(pt.bound[0]))))
+        best = _better(best, _solve_fixed(fixed, rounds,
+                                          choice.tau * choice.rounds / rounds))
+    if best is not None and best[1].rounds != choice.rounds:
+        far = refine_rounds(fixed, best[1].rounds, (best[1].tau, 0.0), step=1)
+        if far is not None and abs(far[0].rounds - choice.rounds) > 1:
+            best = _better(best, _solve_fixed(fixed, far[0].rounds, far[0].tau))
     return best
+
+
+def _solve_fixed(fixed: Evaluator, rounds: int, tau: float):
+    """(evaluator, choice) of N = ``rounds`` with fixed batches from round time ``tau``, or
+    None where it does not fit."""
+    pt = solve_rounds(fixed, rounds, None, (tau, 0.0), tol=1e-5, half=WARM_HALF, settle=1e-11)
+    if pt is None or not np.isfinite(pt.bound[0]):
+        return None
+    return fixed, Choice(rounds, int(pt.iterations[0]), float(pt.tau[0]), 0.0,
+                         float(pt.bound[0]))
 
 
 def _better(best, other):
