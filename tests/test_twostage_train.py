@@ -15,7 +15,12 @@ pytest.importorskip("peft")
 
 from edgeft.cli import main  # noqa: E402
 from edgeft.errors import InputError  # noqa: E402
-from edgeft.report.twostage_runs import agreement, distinct_runs, runs_markdown  # noqa: E402
+from edgeft.report.twostage_runs import (  # noqa: E402
+    agreement,
+    criteria,
+    distinct_runs,
+    runs_markdown,
+)
 from edgeft.train.twostage_config import TwoStageTrainConfig  # noqa: E402
 from edgeft.train.twostage_study import plan_of, problem_of, run_study  # noqa: E402
 from edgeft.twostage.bound import bound  # noqa: E402
@@ -143,6 +148,9 @@ def test_agreement_counts_discordant_pairs_on_a_hand_made_case():
     assert agreement(rows + other)["spearman"] == agreement(rows)["spearman"]
     assert agreement(rows + other, criterion="loss-gap")["spearman"] == pytest.approx(
         -agreement(rows)["spearman"])
+    # a null criterion is the default's; one this version does not write is still listed
+    assert agreement([dict(r, criterion=None) for r in rows])["runs"] == 5
+    assert criteria(rows + [dict(rows[0], criterion="foo")]) == ["gradient", "foo"]
 
 
 def test_plan_of_maps_the_design_to_the_devices():

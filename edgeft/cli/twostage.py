@@ -170,7 +170,10 @@ def add_train_parser(cmds) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the scenario, the data split, the shards and the model's head")
     p.add_argument("--criterion", default="gradient", choices=CRITERIA,
-                   help=CRITERION_HELP + "; a folder may hold both (runs are shared)")
+                   help="what the designs minimise (docs/twostage.md section 3.7): gradient, "
+                   "the bound on the average squared gradient norm; loss-gap, the bound on "
+                   "the last model's task loss gap (its mu_F is measured with the other "
+                   "constants); a folder may hold both (runs are shared by plan)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 

@@ -38,13 +38,15 @@ LOSS_GAP = "loss_gap_bound"  # the rows' loss-gap companion of the bound (§3.6)
 
 def criterion_of(row) -> str:
     """The criterion a row's design minimised (rows written before §3.7: ``gradient``)."""
-    return row.get("criterion", "gradient")
+    return str(row.get("criterion") or "gradient")
 
 
 def criteria(rows) -> list[str]:
-    """The criteria present in ``rows``, ``gradient`` first."""
+    """The criteria present in ``rows``: ``gradient`` first, then ``loss-gap``, then any other
+    (a hand-edited summary's) in order, so that no row is left out of every correlation."""
     present = {criterion_of(r) for r in rows}
-    return [c for c in ("gradient", "loss-gap") if c in present]
+    known = [c for c in ("gradient", "loss-gap") if c in present]
+    return known + sorted(present - set(known))
 
 
 def agreement(rows, loss: str = "task_loss", predictor: str = "bound",
@@ -90,15 +92,15 @@ def _name(r) -> str:
 
 def runs_markdown(rows) -> str:
     """The rows as a Markdown table: design, bound, modelled cost, measured outcome (with a
-    criterion column when the rows' designs minimised different criteria; "bound" is then
-    each design's criterion value)."""
+    criterion column when any design minimised another criterion than the default; "bound" is
+    then each design's criterion value)."""
     head = ["shift", "budget E (J)", "budget T (s)", "scheme", "M x B_s", "N x mean B_k",
             "bound", "modelled delay (s)", "modelled energy (J)", "task loss", "grad^2",
             "dev metric"]
     gap = any(LOSS_GAP in r for r in rows)
     if gap:  # the loss-gap companion beside the loss it predicts
         head.insert(9, "loss-gap bound")
-    mixed = len(criteria(rows)) > 1
+    mixed = criteria(rows) not in ([], ["gradient"])
     if mixed:  # which bound each design minimised (docs/twostage.md §3.7)
         head.insert(4, "criterion")
     body = []
@@ -184,7 +186,7 @@ def budget_figures(rows, out_dir, dpi: int = 120, criterion: str = "gradient") -
 
     rows = [r for r in rows if "task_loss" in r and criterion_of(r) == criterion]
     suffix, ylabel = (("", "bound (squared gradient norm)") if criterion == "gradient"
-                      else ("_loss_gap", "loss-gap bound (task loss gap)"))
+                      else ("_" + criterion.replace("-", "_"), f"{criterion} bound"))
     out, paths = Path(out_dir), []
     for axis, label in (("energy_j", "energy budget (J)"), ("delay_s", "delay budget (s)")):
         other = "delay_s" if axis == "energy_j" else "energy_j"

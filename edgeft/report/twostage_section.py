@@ -93,10 +93,16 @@ def twostage_section(out: Path, quick: bool = False, seed: int = 0,
                   constants_markdown(runs_dir), "", runs_markdown(runs), ""]
         for criterion in criteria(runs):
             lines += _agreement_lines(runs, criterion)
-        lines += [f"![bound and loss against the {p.stem.split('_')[3]} budget]({p.name})"
-                  for p in figs]
+        lines += [f"![{_caption(p)}]({p.name})" for p in figs]
     lines.append(f"\n(This section: {time.perf_counter() - start:.1f} s; data `{GRID_CSV}`.)\n")
     return "\n".join(lines), files
+
+
+def _caption(path: Path) -> str:
+    """``twostage_runs_vs_<budget>[_<criterion>].png`` -> its caption."""
+    parts = path.stem.split("_")
+    which = " ".join(parts[4:]).replace("loss gap", "loss-gap") or "gradient"
+    return f"bound and loss against the {parts[3]} budget ({which} criterion designs)"
 
 
 def _agreement_lines(runs, criterion: str) -> list[str]:
@@ -111,6 +117,10 @@ def _agreement_lines(runs, criterion: str) -> list[str]:
                       "§3.6: the same constants, F also PL with the measured mu_F):", "",
                       agreement_markdown(gap, limit=4, what="loss-gap bound"), ""]
         return lines
+    if criterion != "loss-gap":  # not one this version writes: shown, not interpreted
+        return [f"Designs of criterion `{criterion}` (not one of this version's):", "",
+                agreement_markdown(agreement(runs, criterion=criterion), limit=4,
+                                   what=f"{criterion} value"), ""]
     return ["Designs minimising the loss-gap bound (`--criterion loss-gap`, docs/twostage.md "
             "§3.7):", "",
             agreement_markdown(agreement(runs, criterion=criterion), limit=4,

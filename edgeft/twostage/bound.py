@@ -20,8 +20,8 @@ general and the task data, Lambda the loss's Lipschitz constant in the data), so
   ``min(2 L (Phi_1 + 2 Lambda W), J)`` (:func:`bound`), so more rounds never raise it.
 - The loss-gap companion (§3.6), with F mu_F-PL as well: stage 2's last iterate has
   ``F - F* <= r^T gap + (1 - r^T) floor``, ``r = 1 - eta mu_F``, T = N E
-  (:func:`loss_gap_bound`): a report's prediction of the final task loss, not the design
-  criterion.
+  (:func:`loss_gap_bound`): a report's prediction of the final task loss, and what the design
+  minimises under the ``loss-gap`` criterion (§3.7, :func:`criterion_with_rounds`).
 
 Everything broadcasts like NumPy.
 """
@@ -307,7 +307,7 @@ def loss_gap_bound(c: BoundConstants, iterations: int, rounds: int, server_batch
 def _need_task_pl(c: BoundConstants) -> None:
     if c.task_pl_constant is None:
         raise InputError("task_pl_constant", None, "the task objective's PL constant mu_F "
-                         "(measured by edgeft twostage train; docs/twostage.md §3.6)")
+                         "(measured by edgeft twostage train; docs/twostage.md §3.6-§3.7)")
 
 
 def loss_gap_value(c: BoundConstants, gap, rounds, local_steps: int, num_devices: int,
@@ -322,27 +322,28 @@ def loss_gap_value(c: BoundConstants, gap, rounds, local_steps: int, num_devices
     eta = np.asarray(eta, dtype=float)
     drift = (2 * eta**2 * c.device_variance * (e - 1) * h / k
              + (8.0 / 3.0) * eta**2 * c.heterogeneity * e * (e - 1))
-    r = 1.0 - eta * mu
+    log_r = np.log1p(-eta * mu)  # r = 1 - eta mu_F; logs keep tiny steps exact
     floor = (ll * eta * c.device_variance * h / (2 * mu * k**2)
-             + ll**2 * eta * e * drift / (2 * (1.0 - r**e)))
-    rt = r ** (np.asarray(rounds, dtype=float) * e)
+             + ll**2 * eta * e * drift / (2 * -np.expm1(e * log_r)))
+    rt = np.exp(np.asarray(rounds, dtype=float) * e * log_r)
     return rt * np.asarray(gap, dtype=float) + (1.0 - rt) * floor
 
 
-LOSS_GAP_GRID = 21  # steps per grid: log-spaced over (1e-6, 1] x 1/(2LE), then each bracket
-LOSS_GAP_LEVELS = 5  # nested grids, each 10 times finer (bracket 1.4 -> 1.4e-5 in log eta)
+LOSS_GAP_GRID = 21  # steps per grid: log-spaced over (1e-12, 1] x 1/(2LE), then each bracket
+LOSS_GAP_LEVELS = 6  # nested grids, each 10 times finer (bracket 2.8 -> 2.8e-6 in log eta)
+LOSS_GAP_RANGE = 1e-12  # the least step tried, as a fraction of the cap 1/(2LE)
 
 
 def loss_gap_step(c: BoundConstants, gap, rounds, local_steps: int, num_devices: int,
                   harmonic_batch):
     """``(value, eta)``: the least :func:`loss_gap_value` over ``eta`` in
     ``(0, 1 / (2 L E)]`` (docs/twostage.md §3.7), broadcasting. No closed form: a log grid of
-    :data:`LOSS_GAP_GRID` steps from ``1e-6`` of the cap to the cap, then
+    :data:`LOSS_GAP_GRID` steps from :data:`LOSS_GAP_RANGE` of the cap to the cap, then
     :data:`LOSS_GAP_LEVELS` nested grids, each over the bracket between the previous best
     step's neighbours (a few vectorised evaluations rather than a long loop of scalar-sized
     ones: the design evaluates it at many (tau, lambda) points; the tests compare it with a
-    dense grid). Below the grid's least step the value only approaches ``gap``, which the
-    criterion's min with N = 0 keeps."""
+    dense grid). Below the grid's least step the value only approaches ``gap`` (the value
+    tends to it as eta -> 0), which the criterion's min with N = 0 keeps."""
     _need_task_pl(c)
     cap = c.max_device_step(local_steps)
     shape = np.broadcast_shapes(np.shape(gap), np.shape(rounds), np.shape(harmonic_batch))
@@ -355,7 +356,8 @@ def loss_gap_step(c: BoundConstants, gap, rounds, local_steps: int, num_devices:
             v = loss_gap_value(c, gap, rounds, local_steps, num_devices, h, np.exp(log_eta))
         return np.where(np.isnan(v), np.inf, v)
 
-    xs = np.broadcast_to(np.log(cap) + np.log(1e-6) * (1.0 - unit), shape + unit.shape)
+    xs = np.broadcast_to(np.log(cap) + np.log(LOSS_GAP_RANGE) * (1.0 - unit),
+                         shape + unit.shape)
     best_v = np.full(shape + (1,), np.inf)
     best_x = np.full(shape + (1,), np.log(cap))
     for _ in range(LOSS_GAP_LEVELS + 1):

@@ -69,9 +69,10 @@ def plan(problem: TwoStageProblem, constants: BoundConstants | str, budgets: Bud
     if criterion is not None:
         policy = dataclasses.replace(policy, criterion=criterion)
     if policy.criterion == "loss-gap" and constants.task_pl_constant is None:
-        raise InputError("task_pl_constant", None, "the task objective's PL constant mu_F in "
-                         "the constants: the loss-gap criterion needs it (docs/twostage.md "
-                         "§3.6)")
+        raise InputError("constants: task_pl_constant", None, "the task objective's PL "
+                         "constant mu_F, which the loss-gap criterion needs (a preset carries "
+                         "it; add it to the constants file, or take constants.json of edgeft "
+                         "twostage train; docs/twostage.md §3.7)")
     ev = Evaluator(problem, constants, budgets, policy)
 
     # Without fine-tuning (N = 0), then with it (N >= 1) on the maximum-power surrogate
