@@ -128,12 +128,14 @@ def test_the_sft_plan_transcript_is_what_the_command_prints(capsys):
     assert got == want
 
 
-def test_the_twostage_plan_transcript_is_what_the_command_prints(capsys):
-    """The ``$ edgeft twostage plan`` transcript, all but the solve time."""
-    block = next(b for b in _blocks() if b.startswith("$ edgeft twostage plan"))
-    argv = block.splitlines()[0].split()[2:]  # after "$ edgeft"
-    assert main(argv) == 0
+def test_the_twostage_plan_transcripts_are_what_the_command_prints(capsys):
+    """Every ``$ edgeft twostage plan`` transcript (each criterion), all but the solve time."""
+    blocks = [b for b in _blocks() if b.startswith("$ edgeft twostage plan")]
+    assert len(blocks) >= 2  # the default criterion and --criterion loss-gap
     drop = re.compile(r"solved in \d+ ms")
-    got = [drop.sub("", line) for line in capsys.readouterr().out.splitlines()]
-    want = [drop.sub("", line) for line in block.splitlines()[1:]]
-    assert got == want
+    for block in blocks:
+        argv = block.splitlines()[0].split()[2:]  # after "$ edgeft"
+        assert main(argv) == 0
+        got = [drop.sub("", line) for line in capsys.readouterr().out.splitlines()]
+        want = [drop.sub("", line) for line in block.splitlines()[1:]]
+        assert got == want, argv

@@ -402,9 +402,11 @@ def best_iterations(c: BoundConstants, samples, max_batch: int, iterations=None,
     elif integer:
         # Each integer B_s = b serves the M in (n/(b+1), n/b], where Phi_1 is monotone in M:
         # the ends of every such range (and of M <= n/B_s,max, where B_s = B_s,max).
+        # (with the same 1e-12 tolerance as the batches below: n = 2 - 1e-12 serves M = 2 of 1)
         b = np.arange(1, max_batch + 1, dtype=float).reshape((-1,) + (1,) * n.ndim)
-        cands = [np.zeros_like(n), np.minimum(n, 1.0), np.floor(n / max_batch),
-                 *np.floor(n / b), *(np.floor(n / (b + 1)) + 1)]
+        nt = n * (1 + 1e-12)
+        cands = [np.zeros_like(n), np.minimum(n, 1.0), np.floor(nt / max_batch),
+                 *np.floor(nt / b), *(np.floor(n / (b + 1)) + 1)]
     else:
         m0 = n / max_batch
         cands = [np.zeros_like(n), np.minimum(n, 1.0), np.floor(m0), np.ceil(m0),
