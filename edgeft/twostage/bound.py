@@ -407,32 +407,18 @@ def criterion_with_rounds(c: BoundConstants, criterion: str, gap, rounds, local_
     return np.minimum(value, without), eta
 
 
-def criterion_step(c: BoundConstants, criterion: str, iterations: int, rounds: int,
-                   server_batch, device_batches, local_steps: int) -> float:
-    """The fine-tuning step a design of ``criterion`` runs (0 when N = 0)."""
+def criterion_design(c: BoundConstants, criterion: str, iterations: int, rounds: int,
+                     server_batch, device_batches, local_steps: int) -> tuple[float, float]:
+    """``(value, eta)`` of one design under ``criterion`` at the criterion's own best step
+    (eta = 0 when N = 0): :func:`criterion_without` or :func:`criterion_with_rounds` at the
+    design's start gap and ``sum_k 1/B_k``."""
+    gap = float(start_gap(c, iterations, server_batch))
     if rounds == 0:
-        return 0.0
+        return float(criterion_without(c, criterion, gap)), 0.0
     batches = np.asarray(device_batches, dtype=float)
-    gap = start_gap(c, iterations, server_batch)
-    _, eta = criterion_with_rounds(c, criterion, gap, rounds, local_steps, batches.size,
-                                   np.sum(1.0 / batches))
-    return float(eta)
-
-
-def criterion_value(c: BoundConstants, criterion: str, iterations: int, rounds: int,
-                    server_batch, device_batches, local_steps: int,
-                    device_step: float | None = None) -> float:
-    """One design's value under ``criterion`` at ``device_step`` (None: the criterion's own
-    best step): :func:`bound` or, for ``loss-gap``, ``min(gap, loss_gap_bound)``."""
-    if criterion == "gradient":
-        return bound(c, iterations, rounds, server_batch, device_batches, local_steps,
-                     device_step)
-    if device_step is None:
-        device_step = criterion_step(c, criterion, iterations, rounds, server_batch,
-                                     device_batches, local_steps) or None
-    value = loss_gap_bound(c, iterations, rounds, server_batch, device_batches, local_steps,
-                           device_step)
-    return min(value, float(start_gap(c, iterations, server_batch)))
+    value, eta = criterion_with_rounds(c, criterion, gap, rounds, local_steps, batches.size,
+                                       np.sum(1.0 / batches))
+    return float(value), float(eta)
 
 
 def constants_json(c: BoundConstants) -> str:

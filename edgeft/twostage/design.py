@@ -36,8 +36,7 @@ from edgeft.twostage.bound import (
     BoundConstants,
     bound,
     bound_terms,
-    criterion_step,
-    criterion_value,
+    criterion_design,
     load_constants,
 )
 from edgeft.twostage.continuous import WARM_HALF, Evaluator, sca, solve_rounds
@@ -154,9 +153,8 @@ def finalize(ev: Evaluator, choice: Choice | None, scheme: str, relaxed: float,
                 else min(p.server_max_clock_hz, work / t1)
     # The fine-tuning step and the criterion's value (the bound by default)
     criterion = ev.policy.criterion
-    step = criterion_step(c, criterion, iterations, rounds, server_batch, batch, p.local_steps)
-    value = criterion_value(c, criterion, iterations, rounds, server_batch, batch,
-                            p.local_steps, step if rounds else None)
+    value, step = criterion_design(c, criterion, iterations, rounds, server_batch, batch,
+                                   p.local_steps)
     terms = bound_terms(c, iterations, rounds, server_batch, batch, p.local_steps, step)
     # Costs from the equations of section 2
     pre_s = float(costs.pretrain_delay_s(iterations, server_batch, p.server_cycles_per_sample,
