@@ -60,7 +60,8 @@ def recomputed(problem, d):
     return t1 + d.rounds * round_s, counted, e1, e2
 
 
-def recomputed_bound(c, d, k):
+def recomputed_start_gap(c, d):
+    """Phi_1 + 2 Lambda W (3.1)-(3.2), at M = 0 at most Delta_F when it is known."""
     rho = 1.0 - c.server_step * c.pl_constant
     phi = c.initial_gap
     if d.iterations:
@@ -70,6 +71,11 @@ def recomputed_bound(c, d, k):
     gap = phi + 2 * c.shift
     if not d.iterations and c.task_initial_gap is not None:  # F(w_0) - F* <= Delta_F directly
         gap = min(gap, c.task_initial_gap)
+    return gap
+
+
+def recomputed_bound(c, d, k):
+    gap = recomputed_start_gap(c, d)
     without = 2 * c.smoothness * gap
     if d.rounds == 0:
         return without

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_twostage_design import small_problem, validate
+from test_twostage_design import recomputed_start_gap, small_problem, validate
 
 from edgeft.errors import InputError
 from edgeft.twostage import response
@@ -28,15 +28,7 @@ STUDY = PRESETS["study"]  # mu_F = mu = 0.05
 
 def recomputed_loss_gap(c, d):
     """(3.6) of docs/twostage.md at the design's step, min the start gap (N = 0: the gap)."""
-    rho = 1.0 - c.server_step * c.pl_constant
-    phi = c.initial_gap
-    if d.iterations:
-        floor = c.smoothness * c.server_step * c.server_variance / (2 * c.pl_constant
-                                                                   * d.server_batch)
-        phi = rho**d.iterations * c.initial_gap + (1 - rho**d.iterations) * floor
-    gap = phi + 2 * c.shift
-    if not d.iterations and c.task_initial_gap is not None:
-        gap = min(gap, c.task_initial_gap)
+    gap = recomputed_start_gap(c, d)
     if d.rounds == 0:
         return gap
     k = d.device_batch.size
