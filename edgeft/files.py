@@ -235,8 +235,11 @@ LOCK_FILE = ".edgeft.lock"
 def folder_lock(folder, field: str = "out", command: str = ""):
     """Hold ``folder`` for this process (``filelock``): a second edgeft run into the same folder
     stops at once with an :class:`InputError` naming the holder, instead of writing every round
-    twice. The folder is created if needed."""
+    twice. The folder is created if needed; a folder this call created and in which the run
+    left nothing (it failed before writing) is removed again, not left behind holding only
+    the lock file."""
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / LOCK_FILE), timeout=0)
     owner = folder / (LOCK_FILE + ".owner")
@@ -260,4 +263,11 @@ def folder_lock(folder, field: str = "out", command: str = ""):
     finally:
         with contextlib.suppress(OSError):
             owner.unlink()
+        empty = created and {p.name for p in folder.iterdir()} <= {LOCK_FILE}
+        if empty:  # unlinked while held: no other run can be holding this file
+            with contextlib.suppress(OSError):
+                (folder / LOCK_FILE).unlink()
         lock.release()
+        if empty:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty

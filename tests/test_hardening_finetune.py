@@ -108,6 +108,21 @@ def test_a_folder_in_use_is_refused_naming_the_holder(study, capsys):
     assert code == 2 and "held by process" in line and "the other run" in line, line
 
 
+def test_the_lock_leaves_no_empty_folder_it_made_but_keeps_any_other(tmp_path):
+    made = tmp_path / "new" / "SST-2"
+    with folder_lock(made):
+        assert (made / ".edgeft.lock").exists()
+    assert not made.exists() and (tmp_path / "new").is_dir()  # only the folder it made
+    with folder_lock(made):
+        (made / "trace.jsonl").write_text("{}\n")
+    assert sorted(p.name for p in made.iterdir()) == [".edgeft.lock", "trace.jsonl"]
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with folder_lock(existing):
+        pass
+    assert existing.is_dir()  # the user's own empty folder stays
+
+
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
 def test_a_damaged_checkpoint_is_one_line_naming_it(study, tmp_path, capsys, damage):
     import shutil

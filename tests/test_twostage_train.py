@@ -204,6 +204,7 @@ def test_a_refused_command_does_not_pin_the_folder(tmp_path, capsys):
     assert main([*argv, "--glue-dir", str(tmp_path)]) == 2
     assert "Traceback" not in capsys.readouterr().err
     assert not (out / "study.json").exists()
+    assert not out.exists()  # nor a folder holding only the lock file (hostile review, 13)
 
 
 def test_the_folder_identity_resolves_the_glue_dir(tmp_path, monkeypatch):
