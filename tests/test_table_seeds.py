@@ -84,6 +84,8 @@ def test_seeds_table_interval_arithmetic_on_a_hand_made_study(tmp_path):
     assert f"| 0.60 [{0.6 - half:.2f}, {0.6 + half:.2f}] (0.73) |" in text
     assert "Student's t" in text and "shards: IID" in text
     assert "SST-2: rounds to target do not differ detectably" in text
+    assert "- SST-2 (comm-aware / ba / jbba): seed 0 10 / 10 / 8; seed 1 10 / 10 / 9; " \
+           "seed 2 10 / 10 / 10" in text
 
 
 def test_the_input_blind_gate_shows_a_task_not_learned_clear_of_it_as_such(tmp_path):
@@ -112,6 +114,21 @@ def test_the_input_blind_gate_shows_a_task_not_learned_clear_of_it_as_such(tmp_p
         lines[0] and "0.50" not in lines[0]  # no ratio (BA's would be 0.50)
     assert "not learned clear of the input-blind score (1 of 3 seeds)" in text
     assert f"input-blind 0.5270 + 2 SE = {0.527 + 2 * se:.4f}" in text
+    assert "- RTE (" not in text and "- CoLA (" not in text  # no rounds where no target
+
+
+def test_a_seed_that_misses_the_target_is_named_and_left_out_of_the_means(tmp_path):
+    for seed in range(3):
+        write_seed(tmp_path, seed, "SST-2", {
+            "centralized": curve([5, 10], [0, 0], [0.9, 1.0]),
+            "comm-aware": curve([5, 10], [10.0, 20.0], [0.9, 0.96]),
+            "ba": curve([5, 10], [5.0, 10.0], [0.9, 0.9 if seed == 1 else 0.95])})
+    (row,) = seeds_table(tmp_path, 0.95)
+    ba = row["schemes"]["ba"]
+    assert ba["reached"] == 2 and ba["paired_seeds"] == 2 and ba["time_ratio"][0] == 0.5
+    text = seeds_markdown([row], 0.95)
+    assert "| SST-2 | ba | 2/3 |" in text
+    assert "- SST-2 (comm-aware / ba): seed 0 10 / 10; seed 1 10 / -; seed 2 10 / 10" in text
 
 
 def test_one_learning_run_is_timed_under_every_schemes_allocations(tmp_path):

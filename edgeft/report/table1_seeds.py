@@ -235,6 +235,17 @@ def _p(p: float) -> str:
     return "-" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def _rounds_per_seed(row: dict) -> str:
+    """One task's executed rounds to target, seed by seed, scheme after scheme: which seeds
+    the table's means and tests rest on, and which missed the target."""
+    schemes = list(row["schemes"])
+    seeds = "; ".join(
+        f"seed {seed} " + " / ".join("-" if o["reached"].get(s) is None
+                                     else str(o["reached"][s][1]) for s in schemes)
+        for seed, o in sorted(row["seeds"].items()))
+    return f"- {row['task']} ({' / '.join(schemes)}): {seeds}"
+
+
 def seeds_markdown(rows: list[dict], target_share: float) -> str:
     """Table I over seeds as Markdown: per task and scheme the means with 95% t-intervals, the
     ratios to the benchmark beside the paper's, and the paired test of rounds to target."""
@@ -298,6 +309,10 @@ def seeds_markdown(rows: list[dict], target_share: float) -> str:
     if verdicts:
         lines += ["", "Rounds to target between schemes (paired t-test over seeds, two-sided; "
                   "with few seeds it detects only large differences):", *verdicts]
+    per_seed = [_rounds_per_seed(row) for row in rows if row["clear"] and row["schemes"]]
+    if per_seed:
+        lines += ["", "Rounds to target per seed (-: not reached in the run's rounds):",
+                  *per_seed]
     if timed_notes:
         lines += ["", "Timed from one learning run per seed (one_learning_run): the first "
                   "scheme's allocations were trained and its learning curve timed under each "
